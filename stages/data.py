@@ -1,0 +1,70 @@
+"""Loading the resized data set (``data/resized``) as tensors.
+
+Images are small (``resize.size`` px), so a split of one domain is loaded once into a
+uint8 tensor ``[N, 3, H, W]``; :func:`to_model` turns a batch into floats in [-1, 1], the
+range every network in this project consumes (CycleGAN's tanh range).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from stages.common import UserError
+
+RESIZED_DIR = Path("data/resized")
+DOMAINS = ("human", "character")
+
+
+def read_manifest(data_dir: Path = RESIZED_DIR) -> pd.DataFrame:
+    """The resized manifest (one row per image, with ``split``), ``id`` kept as str."""
+    path = data_dir / "manifest.csv"
+    if not path.is_file():
+        raise UserError(f"{path} not found: run the resize stage first (dvc repro resize)")
+    return pd.read_csv(path, dtype={"id": str, "hard_kind": str}, keep_default_na=True)
+
+
+def rows(manifest: pd.DataFrame, domain: str, split: str | None = None) -> pd.DataFrame:
+    """Rows of one domain (and split), sorted by id for a stable order."""
+    sel = manifest["domain"] == domain
+    if split is not None:
+        sel &= manifest["split"] == split
+    return manifest[sel].sort_values("id").reset_index(drop=True)
+
+
+def load_images(files: list[str] | pd.Series, data_dir: Path = RESIZED_DIR) -> torch.Tensor:
+    """Load RGB PNGs as a uint8 tensor ``[N, 3, H, W]`` (all must share one size)."""
+    arrays = []
+    for f in files:
+        with Image.open(data_dir / f) as im:
+            arrays.append(np.asarray(im.convert("RGB")))
+    if not arrays:
+        return torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_split(manifest: pd.DataFrame, domain: str, split: str | None,
+               data_dir: Path = RESIZED_DIR) -> tuple[pd.DataFrame, torch.Tensor]:
+    """(rows, uint8 images ``[N, 3, H, W]``) of one domain/split."""
+    r = rows(manifest, domain, split)
+    return r, load_images(r["file"], data_dir)
+
+
+def to_model(x: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, 3, H, W]`` in [0, 255] -> float ``[B, 3, H, W]`` in [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float in [-1, 1] -> uint8 in [0, 255] (clamped); inverse of :func:`to_model`."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """One uint8 or [-1, 1] float image ``[3, H, W]`` -> PIL RGB."""
+    if x.dtype != torch.uint8:
+        x = to_uint8(x)
+    return Image.fromarray(x.permute(1, 2, 0).cpu().numpy())

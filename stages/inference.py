@@ -1,0 +1,85 @@
+"""Running a trained method: human <-> character translation with its CAM attention.
+
+Attention methods need the CAM of each *input* image at inference too (as in training),
+computed by the guiding classifier with the same CAM method as the ``cam`` stage and
+stored at the same resolution. :class:`Translator` hides that, so translate, evaluate and
+``face2anime convert`` all run a method the same way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from stages.cam import compute_cams, downsample
+from stages.classifiers import find_layer
+from stages.common import Params, autocast, pick_device
+from stages.data import to_model
+from stages.train_classifier import LABELS, MODEL_DIR, load_classifier
+from stages.train_cyclegan import load_generator
+
+CYCLEGAN_DIR = Path("models/cyclegan")
+
+
+class Translator:
+    """Both generators of one trained method, plus the CAM machinery it needs.
+
+    All images in/out are ``[B, 3, S, S]``: inputs uint8, outputs float in [-1, 1].
+    """
+
+    def __init__(self, model_dir: Path, device: torch.device, cam_method: str = "gradcam",
+                 cam_layer: str = "default", classifier_dir: Path = MODEL_DIR, precision: str = "fp32"):
+        self.device = device
+        self.g_xy = load_generator(model_dir, "XY", device)
+        self.g_yx = load_generator(model_dir, "YX", device)
+        self.attention = bool(self.g_xy.attention)
+        self.size = int(self.g_xy.image_size)
+        self.precision = precision
+        self.cam_method = cam_method
+        if self.attention:
+            self.classifier = load_classifier("classifier", classifier_dir, device)
+            self.layer = find_layer(self.classifier, cam_layer)
+
+    @classmethod
+    def from_params(cls, method: str, params: Params, cyclegan_dir: Path = CYCLEGAN_DIR,
+                    classifier_dir: Path = MODEL_DIR) -> "Translator":
+        return cls(cyclegan_dir / method, pick_device(params.str("device")), params.str("cam.method"),
+                   params.str("cam.target_layer"), classifier_dir)
+
+    def cams(self, x: torch.Tensor, domain: str) -> torch.Tensor | None:
+        """CAMs ``[B, 1, S/4, S/4]`` of uint8 images of ``domain`` for its own class (None without attention)."""
+        if not self.attention:
+            return None
+        full = compute_cams(self.classifier, self.layer, x, LABELS[domain], self.cam_method)
+        return torch.from_numpy(downsample(full, self.size // 4)).float()[:, None].to(self.device)
+
+    @torch.no_grad()
+    def _run(self, g: torch.nn.Module, x: torch.Tensor, cam: torch.Tensor | None) -> torch.Tensor:
+        xin = (to_model(x) if x.dtype == torch.uint8 else x).to(self.device)
+        with autocast(self.device, self.precision):
+            out = g(xin, cam) if cam is not None else g(xin)
+        return out.float().cpu()
+
+    def to_character(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Human uint8 images -> character images in [-1, 1]."""
+        return self._batched(self.g_xy, x, "human", batch_size)
+
+    def to_human(self, y: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Character uint8 images -> human images in [-1, 1]."""
+        return self._batched(self.g_yx, y, "character", batch_size)
+
+    def cycle(self, x: torch.Tensor, domain: str, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """(translation, reconstruction) in [-1, 1]; the way back uses the *source's* CAM, as in training."""
+        fwd, back = (self.g_xy, self.g_yx) if domain == "human" else (self.g_yx, self.g_xy)
+        outs, recs = [], []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            cam = self.cams(xb, domain)
+            t = self._run(fwd, xb, cam)
+            outs.append(t)
+            recs.append(self._run(back, t, cam))
+        return torch.cat(outs), torch.cat(recs)
+
+    def _batched(self, g: torch.nn.Module, x: torch.Tensor, domain: str, batch_size: int) -> torch.Tensor:
+        return torch.cat([self._run(g, x[i:i + batch_size], self.cams(x[i:i + batch_size], domain))
+                          for i in range(0, len(x), batch_size)])

@@ -1,0 +1,243 @@
+"""The CycleGAN training loop on a tiny made-up data set (32 px, ngf 4, a few steps)."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from stages import train_cyclegan as tc
+from stages.common import Params, UserError
+
+SIZE = 32
+N_HUMAN, N_CHAR = 14, 10
+
+
+def _write_dataset(root: Path) -> dict[str, Path]:
+    """data/resized (manifest + PNGs, 2 test images per domain), data/cam/*.npz, selected.csv."""
+    rng = np.random.default_rng(0)
+    data_dir, cam_dir = root / "resized", root / "cam"
+    rows = []
+    for domain, n, prefix in (("human", N_HUMAN, "h"), ("character", N_CHAR, "c")):
+        for i in range(n + 2):
+            split = "train" if i < n else "test"
+            rid = f"{prefix}{i:03d}"
+            file = f"{domain}/{split}/{rid}.png"
+            (data_dir / domain / split).mkdir(parents=True, exist_ok=True)
+            img = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+            img[8:24, 8:24] = (200, 40, 40) if domain == "character" else (120, 100, 90)
+            Image.fromarray(img).save(data_dir / file)
+            rows.append({"id": rid, "domain": domain, "file": file, "split": split, "hair": "red"})
+    man = pd.DataFrame(rows)
+    man.to_csv(data_dir / "manifest.csv", index=False)
+    cam_dir.mkdir(parents=True)
+    for domain in ("human", "character"):
+        ids = man[(man.domain == domain) & (man.split == "train")]["id"].to_numpy(dtype=str)
+        cams = rng.random((len(ids), SIZE // 4, SIZE // 4)).astype(np.float16)
+        np.savez(cam_dir / f"{domain}.npz", ids=ids, cams=cams)
+    select_csv = root / "select" / "selected.csv"
+    select_csv.parent.mkdir()
+    pd.DataFrame({"id": ["h005", "h001", "h009", "h003", "h011", "h002", "h000"]}).to_csv(select_csv, index=False)
+    return {"data_dir": data_dir, "cam_dir": cam_dir, "select_csv": select_csv}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return _write_dataset(tmp_path_factory.mktemp("cgdata"))
+
+
+def _params(**over) -> Params:
+    cg = {"methods": {"baseline": {"subset": "random", "attention": False},
+                      "proposed": {"subset": "selected", "attention": True}},
+          "ngf": 4, "ndf": 4, "n_res": 1, "epochs": 3, "steps_per_epoch": 3, "batch_size": 2,
+          "lr": 0.0002, "beta1": 0.5, "beta2": 0.999, "lr_decay_epochs": 2, "lambda_cyc": 10.0,
+          "lambda_idt": 0.5, "gan_loss": "vanilla", "pool_size": 3, "attention_mode": "residual",
+          "precision": "auto", "sample_every": 1, "log_every": 2}
+    cg.update(over)
+    return Params({"seed": 3, "device": "cpu", "select": {"max_images": 6}, "cyclegan": cg})
+
+
+def _run(method: str, dataset: dict[str, Path], root: Path, params: Params | None = None, **kw) -> dict:
+    return tc.train(method, params or _params(), progress=False, out_dir=root / "model", live_dir=root / "live",
+                    ckpt_dir=root / "ckpt", **dataset, **kw)
+
+
+def _weights(model_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {n: torch.load(model_dir / f"{n}.pt", weights_only=True) for n in ("G_XY", "G_YX", "D_X", "D_Y")}
+
+
+def _tsv(live: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(live / "plots" / "metrics" / f"{name}.tsv", sep="\t")
+
+
+def test_unknown_method_lists_configured() -> None:
+    with pytest.raises(UserError, match="baseline, proposed"):
+        tc.read_config("cyclegan_plus", _params())
+
+
+@pytest.mark.parametrize("entry", [{"subset": "best", "attention": False}, {"subset": "random"},
+                                   {"subset": "random", "attention": "yes"}, "random"])
+def test_bad_method_entry(entry) -> None:
+    p = _params()
+    p.data["cyclegan"]["methods"]["odd"] = entry
+    with pytest.raises(UserError, match="cyclegan.methods.odd"):
+        tc.read_config("odd", p)
+
+
+def test_method_names_expand_params() -> None:
+    p = _params()
+    p.data["cyclegan"]["methods"]["select_only"] = {"subset": "selected", "attention": False}
+    assert tc.method_names(p) == ["baseline", "proposed", "select_only"]
+    assert tc.read_config("select_only", p).attention is False
+
+
+def test_random_subset_seeded_and_order_free() -> None:
+    ids = [f"h{i:03d}" for i in range(50)]
+    a = tc.random_subset(ids, 10, 0)
+    assert a == tc.random_subset(list(reversed(ids)), 10, 0)
+    assert a != tc.random_subset(ids, 10, 1)
+    assert len(set(a)) == 10 and tc.random_subset(ids, 99, 0).__len__() == 50
+
+
+def test_baseline_ignores_selection_and_cams(dataset: dict[str, Path], tmp_path: Path) -> None:
+    cfg = tc.read_config("baseline", _params())
+    x1, y1 = tc.load_training_data(cfg, dataset["data_dir"], tmp_path / "no_cam", tmp_path / "no" / "selected.csv")
+    other = tmp_path / "selected.csv"
+    pd.DataFrame({"id": ["h000"]}).to_csv(other, index=False)
+    x2, _ = tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], other)
+    assert x1.ids == x2.ids and len(x1.ids) == 6 and x1.cams is None and y1.cams is None
+    assert len(y1.ids) == N_CHAR
+
+
+def test_proposed_uses_selection_and_cams(dataset: dict[str, Path]) -> None:
+    cfg = tc.read_config("proposed", _params())
+    x, y = tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], dataset["select_csv"])
+    assert x.ids == ["h005", "h001", "h009", "h003", "h011", "h002"]  # rank order, capped at max_images
+    assert x.cams is not None and x.cams.shape == (6, 1, SIZE // 4, SIZE // 4)
+    assert y.cams is not None and len(y.ids) == N_CHAR
+    # the character set is the same for every method
+    _, yb = tc.load_training_data(tc.read_config("baseline", _params()), dataset["data_dir"], Path("nope"), Path("nope"))
+    assert yb.ids == y.ids and torch.equal(yb.images, y.images)
+
+
+def test_proposed_input_errors(dataset: dict[str, Path], tmp_path: Path) -> None:
+    cfg = tc.read_config("proposed", _params())
+    with pytest.raises(UserError, match="cam stage"):
+        tc.load_training_data(cfg, dataset["data_dir"], tmp_path, dataset["select_csv"])
+    empty = tmp_path / "empty.csv"
+    pd.DataFrame({"id": []}).to_csv(empty, index=False)
+    with pytest.raises(UserError, match="selects no human"):
+        tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], empty)
+    wrong = tmp_path / "wrong.csv"
+    pd.DataFrame({"id": ["c001"]}).to_csv(wrong, index=False)
+    with pytest.raises(UserError, match="not human train"):
+        tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], wrong)
+
+
+def test_index_stream_resumes_and_covers() -> None:
+    s = tc.IndexStream(5, 0, 0)
+    seq = s.take(12)
+    assert sorted(seq[:5].tolist()) == list(range(5)) and sorted(seq[5:10].tolist()) == list(range(5))
+    r = tc.IndexStream(5, 0, 0, pos=7)
+    assert torch.equal(r.take(5), seq[7:12])
+
+
+def test_pool_keeps_cams_with_images() -> None:
+    pool = tc.ImagePool(4, 0)
+    for i in range(20):
+        imgs = torch.full((2, 3, 4, 4), float(i))
+        cams = torch.full((2, 1, 2, 2), float(i))
+        out, oc = pool.query(imgs, cams)
+        assert out.shape == imgs.shape
+        assert torch.equal(out[:, :1, :2, :2], oc)  # each returned image comes with its own CAM
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_steps_on_fixed_batch_lower_cycle_loss(attention: bool) -> None:
+    cfg = tc.TrainConfig(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=8, ndf=8,
+                         n_res=1, epochs=1, steps_per_epoch=40, lr_decay_epochs=0, lr=1e-3, precision="fp32")
+    torch.manual_seed(0)
+    model = tc.CycleGAN(cfg, torch.device("cpu"))
+    smooth = lambda: torch.nn.functional.interpolate(torch.rand(2, 3, 4, 4) * 2 - 1, size=SIZE, mode="bilinear")  # noqa: E731
+    x, y = smooth(), smooth()
+    cx = torch.rand(2, 1, 8, 8) if attention else None
+    cy = torch.rand(2, 1, 8, 8) if attention else None
+    cyc = [model.step(x, y, cx, cy)["loss_cyc"] for _ in range(40)]
+    assert np.mean(cyc[-5:]) < 0.7 * np.mean(cyc[:3])
+
+
+def test_full_run_outputs(dataset: dict[str, Path], tmp_path: Path) -> None:
+    summary = _run("proposed", dataset, tmp_path)
+    assert summary["steps"] == 9 and summary["n_human_train"] == 6 and summary["n_character_train"] == N_CHAR
+    model = tmp_path / "model"
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["attention"] is True and cfg["size"] == SIZE and cfg["ngf"] == 4 and cfg["n_human_train"] == 6
+    assert sorted(p.name for p in (model / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    assert not (tmp_path / "ckpt").exists()  # checkpoint removed on success
+    loss = _tsv(tmp_path / "live", "loss_cyc")
+    assert loss["step"].tolist() == [2, 3, 5, 6, 8, 9]  # every log_every=2 steps and at each epoch end
+    for name in tc.LOGGED:
+        assert (tmp_path / "live" / "plots" / "metrics" / f"{name}.tsv").is_file()
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["steps"] == 9 and metrics["n_human_train"] == 6 and metrics["images_per_s"] > 0
+    assert _tsv(tmp_path / "live", "lr")["lr"].iloc[-1] < 2e-4  # decaying
+    g = tc.load_generator(model, "XY")
+    assert g.attention and g.image_size == SIZE
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    assert g(x, torch.rand(1, 1, 8, 8)).shape == x.shape
+
+
+def test_resume_reproduces_uninterrupted_run(dataset: dict[str, Path], tmp_path: Path) -> None:
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    _run("proposed", dataset, full)
+    with pytest.raises(tc._Stop):
+        _run("proposed", dataset, killed, _stop_after_epochs=1)
+    assert (killed / "ckpt" / "last.pt").is_file()
+    # what DVC does before re-running a stage: its outputs are deleted
+    import shutil
+    shutil.rmtree(killed / "model")
+    shutil.rmtree(killed / "live")
+    _run("proposed", dataset, killed)
+    a, b = _weights(full / "model"), _weights(killed / "model")
+    for net in a:
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    for name in ("loss_cyc", "loss_D", "lr"):
+        pd.testing.assert_frame_equal(_tsv(full / "live", name), _tsv(killed / "live", name))
+    assert sorted(p.name for p in (killed / "model" / "samples").iterdir()) == \
+        ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    assert not (killed / "ckpt").exists()
+
+
+def test_checkpoint_of_other_config_is_ignored(dataset: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(tc._Stop):
+        _run("baseline", dataset, tmp_path, _stop_after_epochs=1)
+    ref = tmp_path / "ref"
+    changed = _params(lambda_cyc=5.0)
+    _run("baseline", dataset, ref, changed)
+    _run("baseline", dataset, tmp_path, changed)   # must start over, not resume the lambda_cyc=10 run
+    a, b = _weights(ref / "model"), _weights(tmp_path / "model")
+    assert all(torch.equal(a["G_XY"][k], b["G_XY"][k]) for k in a["G_XY"])
+
+
+def test_baseline_runs_without_select_or_cam(dataset: dict[str, Path], tmp_path: Path) -> None:
+    summary = tc.train("baseline", _params(epochs=1, lr_decay_epochs=0), progress=False,
+                       data_dir=dataset["data_dir"], cam_dir=tmp_path / "missing_cam",
+                       select_csv=tmp_path / "missing" / "selected.csv", out_dir=tmp_path / "m",
+                       live_dir=tmp_path / "l", ckpt_dir=tmp_path / "c")
+    assert summary["n_human_train"] == 6
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["attention"] is False
+
+
+def test_deterministic(dataset: dict[str, Path], tmp_path: Path) -> None:
+    p = _params(epochs=1, lr_decay_epochs=0)
+    _run("baseline", dataset, tmp_path / "a", p)
+    _run("baseline", dataset, tmp_path / "b", copy.deepcopy(p))
+    a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])
