@@ -214,7 +214,8 @@ def extract(archive: Path, target: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
             _extract_entries(entries, tmp, report, archive, max_bytes, max_entries,
                              members_filter, progress, total)
         swap_into_place(tmp, target)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
+            NotImplementedError) as e:  # NotImplementedError: unsupported zip compression
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"{archive}: damaged or unreadable archive ({type(e).__name__}: {e})") from None
     except OSError as e:
@@ -295,6 +296,7 @@ def _extract_entries(entries: Iterator[_Entry], root: Path, report: ExtractRepor
     from rich.progress import Progress
 
     written: dict[tuple[str, ...], Path] = {}   # file parts -> path on disk
+    made: set[tuple[str, ...]] = set()          # directories created so far
     links: list[tuple[_Entry, list[str]]] = []
     declared = 0
     count = 0
@@ -320,7 +322,7 @@ def _extract_entries(entries: Iterator[_Entry], root: Path, report: ExtractRepor
                 links.append((e, parts))
                 continue
             dest = root.joinpath(*parts)
-            problem = _prepare_parent(root, parts, is_dir=e.kind == "dir")
+            problem = _prepare_parent(root, parts, e.kind == "dir", made)
             if problem:
                 report.refused.append((e.name, problem))
                 continue
@@ -347,22 +349,36 @@ def _extract_entries(entries: Iterator[_Entry], root: Path, report: ExtractRepor
             _materialise_link(e, parts, root, written, report, archive, max_bytes)
 
 
-def _prepare_parent(root: Path, parts: list[str], is_dir: bool) -> str | None:
-    """Create the parent directories of ``parts`` under ``root``; a reason if impossible."""
-    cur = root
-    for p in parts[:-1]:
-        cur = cur / p
-        if cur.is_symlink() or (cur.exists() and not cur.is_dir()):
-            return PARENT_IS_FILE
-        cur.mkdir(exist_ok=True)
+def _prepare_parent(root: Path, parts: list[str], is_dir: bool,
+                    made: set[tuple[str, ...]] | None = None) -> str | None:
+    """Create the parent directories of ``parts`` under ``root``; a reason if impossible.
+
+    ``made`` caches directories already created and checked, so deep archives with many
+    files per folder cost one set lookup per file instead of a stat per path component.
+    """
+    made = set() if made is None else made
+    parent = tuple(parts[:-1])
+    if parent not in made:
+        cur = root
+        for i, p in enumerate(parent):
+            cur = cur / p
+            if parent[: i + 1] in made:
+                continue
+            if cur.is_symlink() or (cur.exists() and not cur.is_dir()):
+                return PARENT_IS_FILE
+            cur.mkdir(exist_ok=True)
+            # Defence in depth: a resolved directory must stay under root (no links are created).
+            real_root = os.path.realpath(root)
+            if os.path.commonpath([os.path.realpath(cur), real_root]) != real_root:
+                return DOTDOT
+            made.add(parent[: i + 1])
     dest = root.joinpath(*parts)
     if not is_dir and dest.is_dir():
         return IS_DIRECTORY
     if is_dir and dest.exists() and not dest.is_dir():
         return PARENT_IS_FILE
-    # Defence in depth: the resolved path must stay under root (no links are ever created).
-    if os.path.commonpath([os.path.realpath(dest), os.path.realpath(root)]) != os.path.realpath(root):
-        return DOTDOT
+    if dest.is_symlink():
+        return PARENT_IS_FILE
     return None
 
 

@@ -21,6 +21,13 @@ COMMANDS: list[tuple[str, str]] = [
     ("train-classifier", "stages.train_classifier"),
     ("cam", "stages.cam"),
     ("select", "stages.selection"),
+    ("train-attributes", "stages.train_attributes"),
+    ("train-cyclegan", "stages.train_cyclegan"),
+    ("translate", "stages.translate"),
+    ("evaluate", "stages.evaluate"),
+    ("compare", "stages.compare"),
+    ("convert", "stages.convert"),
+    ("bench", "stages.bench"),
 ]
 
 app = typer.Typer(

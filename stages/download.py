@@ -70,10 +70,38 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
     return manifest
 
 
-def _contact_sheet(manifest: pd.DataFrame, raw_dir: Path, out_png: Path) -> None:
+def _contact_sheet(manifest: pd.DataFrame, raw_dir: Path, out_png: Path, per_row: int = 8) -> None:
+    """Synthetic data: attribute-matched rows (see :func:`stages.synthetic.contact_sheet`).
+    Real data: the first readable images of each domain, one row per domain."""
     from stages import synthetic
 
-    synthetic.contact_sheet(manifest, raw_dir, out_png)
+    if all(a in manifest.columns for a in synthetic.ATTRIBUTES):
+        synthetic.contact_sheet(manifest, raw_dir, out_png, per_row)
+        return
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from stages.common import save_image
+    from stages.imageio import BadImage, load_rgb
+
+    tiles = []
+    for domain in ("human", "character"):
+        shown = 0
+        for f in manifest.loc[manifest["domain"] == domain, "file"].sort_values():
+            if shown == per_row:
+                break
+            try:
+                img, _ = load_rgb(raw_dir / f)
+            except BadImage:
+                continue
+            img = img.resize((96, 96), Image.Resampling.LANCZOS)
+            tiles.append(torch.from_numpy(np.asarray(img)).permute(2, 0, 1))
+            shown += 1
+        tiles += [torch.full((3, 96, 96), 255, dtype=torch.uint8)] * (per_row - shown)
+    grid = make_grid(torch.stack(tiles), nrow=per_row, padding=2, pad_value=255)
+    save_image(Image.fromarray(grid.permute(1, 2, 0).numpy()), out_png)
 
 
 def main(params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:

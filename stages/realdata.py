@@ -96,7 +96,12 @@ class _Ctx:
         return target
 
     def list_files(self, path: Path) -> list[str]:
-        return archive.list_files(path, max_entries=self.max_entries)
+        try:
+            return archive.list_files(path, max_entries=self.max_entries)
+        except UserError as e:
+            if self.cache_dir.resolve() in path.resolve().parents and "damaged" in str(e):
+                raise UserError(f"{e}; delete {path} to download it again") from None
+            raise
 
     @property
     def max_bytes(self) -> int:
@@ -153,16 +158,12 @@ def _count(p: Params, key: str, default: int) -> int:
 def _gather_archive(ctx: _Ctx, path: Path, label: str, route: Callable[[str], str | None],
                     domains: list[str], count: int, aligned: dict[str, bool]) -> dict[str, list[_Item]]:
     """Images of an archive routed to domains by ``route(member) -> domain | None``."""
-    names = ctx.list_files(path)
     by_domain: dict[str, list[str]] = {d: [] for d in domains}
-    non_images = 0
-    for n in names:
-        d = route(n) if is_image_name(n) else None
-        if d in by_domain:
+    for n in ctx.list_files(path):
+        if not is_image_name(n):
+            ctx.report["skipped_files"] += 1
+        elif (d := route(n)) in by_domain:
             by_domain[d].append(n)
-        elif not is_image_name(n):
-            non_images += 1
-    ctx.report["skipped_non_images"] += non_images
     chosen = {d: choose(v, count) for d, v in by_domain.items()}
     keep = {n for v in chosen.values() for n in v}
     root = ctx.extract(path, keep, label) if keep else ctx.staging
@@ -259,12 +260,15 @@ def _gather_ffhq(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]]:
     from rich.progress import Progress
 
     items: list[_Item] = []
-    with Progress(transient=True, disable=not ctx.progress) as bar, \
-            ThreadPoolExecutor(max_workers=workers) as pool:
-        task = bar.add_task(f"FFHQ {variant}", total=len(records))
-        for item in pool.map(one, records):
-            items.append(item)
-            bar.advance(task)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with Progress(transient=True, disable=not ctx.progress) as bar:
+            task = bar.add_task(f"FFHQ {variant}", total=len(records))
+            for item in pool.map(one, records):
+                items.append(item)
+                bar.advance(task)
+    finally:  # on the first error, drop the queued downloads instead of finishing them all
+        pool.shutdown(wait=True, cancel_futures=True)
     return {"human": items}
 
 
@@ -307,7 +311,7 @@ def _gather_local(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]]:
                     if is_image_name(rel):
                         names.append(rel)
                     else:
-                        ctx.report["skipped_non_images"] += 1
+                        ctx.report["skipped_files"] += 1
             out[d] = [_Item(path / n, str(path / n), aligned, False, n) for n in choose(names, count)]
         elif archive.is_archive(path):
             got = _gather_archive(ctx, path, label, lambda n, d=d: d, [d], count, {d: aligned})
@@ -340,7 +344,8 @@ def collect(source: str, cfg: dict[str, Any], out_dir: Path, cache_dir: Path,
     ``id`` (``<domain>_<NNNNNN>``), ``domain``, ``file`` (POSIX path relative to
     ``out_dir``), ``origin`` (URL, ``archive!member`` or path), ``aligned`` (bool) and
     ``clean`` (None: unknown). ``df.attrs["collect_report"]`` holds counts for metrics:
-    images per domain, refused archive members (with reasons) and skipped non-images.
+    images per domain, refused archive members (with reasons) and skipped files
+    (not images by extension, hidden, or macOS metadata).
     Downloads are cached in ``cache_dir``. Every user-fixable problem is a UserError.
     """
     if source not in SOURCES:
@@ -353,7 +358,7 @@ def collect(source: str, cfg: dict[str, Any], out_dir: Path, cache_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=out_dir))
-    report: dict[str, Any] = {"source": source, "plan": plan, "refused": [], "skipped_non_images": 0}
+    report: dict[str, Any] = {"source": source, "plan": plan, "refused": [], "skipped_files": 0}
     ctx = _Ctx(p, staging, cache_dir, out_dir, progress, report)
     try:
         gathered: dict[str, list[_Item]] = {}

@@ -30,16 +30,19 @@ one core renders and writes several hundred 128-px PNGs per second (:func:`bench
 """
 from __future__ import annotations
 
+import functools
 import math
+import struct
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from stages.common import UserError, atomic_path, save_image
 
@@ -64,11 +67,15 @@ HARD_KINDS: tuple[str, ...] = ("occluded_eyes", "occluded_mouth", "clutter", "lo
 """Kinds of hard (``clean=False``) human images."""
 
 DOMAINS: tuple[str, ...] = ("human", "character")
+
+CEL_SHARE: dict[str, float] = {"human": 0.3, "character": 0.7}
+"""Share of images with two-tone cel shading (the rest: soft gradients). The only global
+style cue whose distribution differs by domain; set both to 0.5 to remove it entirely."""
 _DOMAIN_ID = {"human": 1, "character": 2}
 _PREFIX = {"human": "h", "character": "c"}
 _BOX_KEYS = ("x0", "y0", "x1", "y1")
-_PNG_COMPRESS = 1   # zlib level: fast; files stay small enough at these sizes
 _MIN_SIZE, _MAX_SIZE = 16, 1024
+_SMALL_WINDOW = 1600   # pixels; below this, painting skips the sparse/bbox bookkeeping
 
 # Base colours (RGB in [0,1]); each image jitters them slightly within the hue family.
 _HAIR = {"black": (0.13, 0.12, 0.14), "brown": (0.46, 0.28, 0.14), "blonde": (0.94, 0.81, 0.45),
@@ -116,15 +123,20 @@ def hard_assignment(n_human: int, hard_share: float, seed: int) -> dict[int, str
 # X (1, w) and Y (h, 1) (broadcast). Coverage = clip(0.5 - sd, 0, 1) gives 1-px anti-aliasing.
 def _ellipse_sd(X: np.ndarray, Y: np.ndarray, cx: float, cy: float, a: float,
                 b: float | np.ndarray, theta: float = 0.0) -> np.ndarray:
+    """Ellipse, first-order distance (d^2 - 1) / |grad d^2|: exact at the edge, which is
+    all anti-aliasing and unions/intersections near edges need; cheap on (1,w)x(h,1) grids."""
     dx, dy = X - cx, Y - cy
     if theta:
         c, s = math.cos(theta), math.sin(theta)
         dx, dy = c * dx + s * dy, -s * dx + c * dy
     u, v = dx / a, dy / b
-    d = np.sqrt(u * u + v * v)
-    g = np.sqrt((u / a) ** 2 + (v / b) ** 2) / (d + 1e-6)        # |grad d|
-    lo = 1.0 / np.maximum(a, b)
-    return (d - 1.0) / np.clip(g, lo, 1.0 / np.minimum(a, b))
+    d2 = u * u + v * v
+    g = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    np.maximum(g, 0.05 / np.max(b) if np.ndim(b) else 0.05 / max(a, b), out=g)
+    d2 -= 1.0
+    d2 /= g
+    d2 *= 0.5
+    return d2
 
 
 def _superellipse_sd(X: np.ndarray, Y: np.ndarray, cx: float, cy: float, a: float, b: float,
@@ -172,20 +184,29 @@ class _Win:
     Y: np.ndarray   # (h, 1) float32
 
 
-class _Canvas:
-    """A float32 (H, W, 3) RGB image in [0, 1] with windowed signed-distance painting.
+@functools.lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates: xs (1, size) and ys (size, 1), float32 (read-only, shared)."""
+    xs = (np.arange(size, dtype=np.float32) + 0.5)[None, :]
+    ys = (np.arange(size, dtype=np.float32) + 0.5)[:, None]
+    xs.flags.writeable = False
+    ys.flags.writeable = False
+    return xs, ys
 
-    While ``part`` is set, every paint grows that part's pixel box (coverage > 0.25).
+
+class _Canvas:
+    """A planar float32 (3, H, W) RGB image in [0, 1] with windowed signed-distance painting.
+
+    Paints made with ``part=`` grow that part's pixel box (coverage > 0.25).
     """
 
     def __init__(self, size: int, color: np.ndarray):
         self.size = size
-        self.img = np.empty((size, size, 3), np.float32)
-        self.img[:] = color
-        self.xs = (np.arange(size, dtype=np.float32) + 0.5)[None, :]
-        self.ys = (np.arange(size, dtype=np.float32) + 0.5)[:, None]
-        self.part: str | None = None
+        self.img = np.empty((3, size, size), np.float32)     # planar: fast per-channel broadcasts
+        self.img[:] = np.asarray(color, np.float32)[:, None, None]
+        self.xs, self.ys = _grid(size)
         self.boxes: dict[str, list[int]] = {}
+        self.weak_boxes: dict[str, list[int]] = {}
 
     def win(self, x0: float, y0: float, x1: float, y1: float, pad: float = 2.0) -> _Win | None:
         """The window covering [x0,x1]x[y0,y1] (+pad px), or None when it is off the image."""
@@ -197,32 +218,76 @@ class _Canvas:
         return _Win(slice(iy0, iy1), slice(ix0, ix1), self.xs[:, ix0:ix1], self.ys[iy0:iy1, :])
 
     def paint(self, w: _Win, sd: np.ndarray, color: np.ndarray | Sequence[float],
-              alpha: float = 1.0) -> None:
-        """Blend ``color`` ((3,) or (h, w, 3)) where ``sd < 0`` (1-px soft edge) with opacity ``alpha``."""
+              alpha: float = 1.0, part: str | None = None) -> None:
+        """Blend ``color`` ((3,) or (3, h, w)) where ``sd < 0`` (1-px soft edge) with opacity
+        ``alpha``; with ``part``, the painted pixels also grow that part's box.
+
+        Small windows are blended densely; in large ones only the covered pixels (thin
+        shapes such as outlines) or the covered bounding box (big shapes) are touched."""
         cov = np.subtract(0.5, sd, dtype=np.float32)
         np.maximum(cov, 0.0, out=cov)
         np.minimum(cov, 1.0, out=cov)
         if alpha != 1.0:
             cov *= alpha
-        region = self.img[w.sy, w.sx]
-        if cov.shape != region.shape[:2]:
-            cov = np.broadcast_to(cov, region.shape[:2])
-        diff = np.subtract(color, region, dtype=np.float32)
-        diff *= cov[..., None]
-        region += diff
-        if self.part is not None:
-            self._grow(w, cov)
+        hw = (w.Y.shape[0], w.X.shape[1])
+        if cov.shape != hw:
+            cov = np.broadcast_to(cov, hw)
+        color = np.asarray(color, np.float32)
+        if color.ndim == 1:
+            color = color[:, None, None]
+        elif color.shape[1:] != hw:
+            color = np.broadcast_to(color, (3, *hw))
+        if cov.size <= _SMALL_WINDOW:
+            region = self.img[:, w.sy, w.sx]
+            diff = np.subtract(color, region, dtype=np.float32)
+            diff *= cov
+            region += diff
+            if part is not None:
+                self._grow(part, w, cov)
+            return
+        r, c = np.nonzero(cov)
+        if r.size == 0:
+            if part is not None:
+                self._grow(part, w, cov)
+            return
+        if r.size * 3 < cov.size:                           # sparse: touched pixels only
+            ys, xs = r + w.sy.start, c + w.sx.start
+            px = self.img[:, ys, xs]
+            col = color[:, r, c] if color.shape[1:] == hw else color[:, :, 0]
+            px += (col - px) * cov[r, c]
+            self.img[:, ys, xs] = px
+        else:                                               # dense over the covered bbox
+            r0, r1, c0, c1 = int(r[0]), int(r[-1]) + 1, int(c.min()), int(c.max()) + 1
+            region = self.img[:, w.sy.start + r0:w.sy.start + r1, w.sx.start + c0:w.sx.start + c1]
+            if color.shape[1:] == hw:
+                color = color[:, r0:r1, c0:c1]
+            diff = np.subtract(color, region, dtype=np.float32)
+            diff *= cov[r0:r1, c0:c1]
+            region += diff
+        if part is not None:
+            self._grow(part, w, cov)
 
-    def _grow(self, w: _Win, cov: np.ndarray) -> None:
+    def _grow(self, part: str, w: _Win, cov: np.ndarray) -> None:
+        """Grow ``part``'s box by the pixels with coverage > 0.25, and its fallback box (for
+        parts too small to cover any pixel that much) by the window."""
         on = cov > 0.25
         rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
-        if rows.size == 0:
-            return
-        x0, x1 = w.sx.start + int(cols[0]), w.sx.start + int(cols[-1]) + 1
-        y0, y1 = w.sy.start + int(rows[0]), w.sy.start + int(rows[-1]) + 1
-        b = self.boxes.get(self.part)
-        self.boxes[self.part] = [x0, y0, x1, y1] if b is None else [
-            min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
+        boxes = [(self.weak_boxes, [w.sx.start, w.sy.start, w.sx.stop, w.sy.stop])]
+        if rows.size:
+            boxes.append((self.boxes, [w.sx.start + int(cols[0]), w.sy.start + int(rows[0]),
+                                       w.sx.start + int(cols[-1]) + 1, w.sy.start + int(rows[-1]) + 1]))
+        for store, (x0, y0, x1, y1) in boxes:
+            b = store.get(part)
+            store[part] = [x0, y0, x1, y1] if b is None else [
+                min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
+
+    def part_box(self, part: str) -> tuple[float, float, float, float]:
+        """The part's box (x0, y0, x1, y1) normalised to [0, 1], at least one pixel big."""
+        b = self.boxes.get(part) or self.weak_boxes.get(part)
+        if b is None:
+            raise RuntimeError(f"part {part} was not drawn")   # every renderer draws every part
+        s = self.size
+        return (b[0] / s, b[1] / s, b[2] / s, b[3] / s)
 
 
 # --------------------------------------------------------------------------- the scene
@@ -285,17 +350,17 @@ def _make_scene(attrs: dict[str, str], domain: str, hard_kind: str, size: int,
     s.light = (math.cos(ang), math.sin(ang))
     # Global style cues: SAME distributions in both domains (only cel-vs-soft is skewed).
     s.shade_strength = rng.uniform(0.1, 0.45)
-    s.cel = bool(rng.random() < (0.3 if domain == "human" else 0.7))
+    s.cel = bool(rng.random() < CEL_SHARE[domain])
     s.outline = 0.0 if rng.random() < 0.4 else rng.uniform(0.6, 2.0) * size / 128
     s.noise = rng.uniform(0.0, 0.045)
-    s.blur = rng.uniform(0.0, 0.9) * size / 128
+    s.blur = rng.uniform(0.0, 0.7) * size / 128
     s.bg_texture = rng.uniform(0.0, 1.0)
     s.hair_texture = rng.uniform(0.0, 1.0)
     s.hair_shine = rng.uniform(0.0, 1.0)
     s.skin = _jitter(rng, _SKIN[attrs["skin_tone"]], 0.5)
     s.hair = _jitter(rng, _HAIR[attrs["hair_color"]])
     s.eye = _jitter(rng, _EYE[attrs["eye_color"]])
-    s.bg = _jitter(rng, _BG[attrs["background"]])
+    s.bg = _jitter(rng, _BG[attrs["background"]], 0.5)
     s.rng_spike = rng.uniform(0.0, 1.0)
     s.fringe_drop = rng.uniform(0.0, 0.08)
     return s
@@ -313,7 +378,8 @@ def _shade(s: _Scene, w: _Win, strength: float | None = None) -> np.ndarray:
 
 
 def _shaded(color: np.ndarray, f: np.ndarray) -> np.ndarray:
-    return color[None, None, :] * f[..., None]
+    """(3,) colour x (h, w) factor -> (3, h, w)."""
+    return color[:, None, None] * f[None]
 
 
 def _outline(cv: _Canvas, s: _Scene, w: _Win, sd: np.ndarray, color: np.ndarray) -> None:
@@ -326,18 +392,17 @@ def _background(s: _Scene) -> _Canvas:
     size, rng = s.size, s.rng
     cv = _Canvas(size, s.bg)
     g = rng.uniform(0.05, 0.25)                                         # vertical gradient
-    cv.img *= (1.0 + g * (0.5 - cv.ys / size))[..., None]
-    if s.bg_texture > 0.05:                                             # smooth blotches (blurred look)
-        n = int(rng.integers(3, 7))
-        low = rng.uniform(-1, 1, (n, n)).astype(np.float32)
-        tex = np.asarray(Image.fromarray(low, mode="F").resize((size, size), Image.BICUBIC))
-        cv.img *= (1.0 + 0.22 * s.bg_texture * tex)[..., None]
-        for _ in range(int(rng.integers(0, 4) * s.bg_texture)):        # bokeh discs
-            x, y, r = rng.uniform(0, size), rng.uniform(0, size * 0.7), rng.uniform(0.04, 0.1) * size
-            w = cv.win(x - r, y - r, x + r, y + r)
-            if w:
-                cv.paint(w, _ellipse_sd(w.X, w.Y, x, y, r, r) / 3.0, (1.0, 1.0, 0.95), 0.25)
-    np.clip(cv.img, 0.0, 1.0, out=cv.img)
+    fld = 1.0 + g * (0.5 - cv.ys / size)                                # (H, 1)
+    if s.bg_texture > 0.05:                          # smooth blotches (blurred look): low-freq waves
+        amp = 0.22 * s.bg_texture / 3.0
+        for fx, fy, px, py in rng.uniform((1.0, 1.0, 0.0, 0.0), (9.0, 9.0, 6.3, 6.3), (3, 4)):
+            fld = fld + (amp * np.cos(cv.xs * (fx / size) + px)) * np.cos(cv.ys * (fy / size) + py)
+    np.multiply(np.broadcast_to(fld, (size, size))[None], s.bg[:, None, None], out=cv.img)
+    for _ in range(int(rng.integers(0, 4) * s.bg_texture)):            # bokeh discs
+        x, y, r = rng.uniform(0, size), rng.uniform(0, size * 0.7), rng.uniform(0.04, 0.1) * size
+        w = cv.win(x - r, y - r, x + r, y + r)
+        if w:
+            cv.paint(w, _ellipse_sd(w.X, w.Y, x, y, r, r) / 3.0, (1.0, 1.0, 0.95), 0.25)
     return cv
 
 
@@ -377,25 +442,42 @@ def _body(cv: _Canvas, s: _Scene) -> None:
         cv.paint(w, sd, _shaded(s.skin * 0.86, _shade(s, w)))
         _outline(cv, s, w, sd, _INK)
     cx, cy = s.px(0, 2.05)
-    w = cv.win(cx - 1.8 * R, cy - 0.8 * R, cx + 1.8 * R, cy + 0.8 * R)
+    w = cv.win(cx - 1.8 * R, cy - 0.8 * R, cx + 1.8 * R, s.size)
     if w:
-        sd = _ellipse_sd(w.X, w.Y, cx, cy, 1.8 * R, 0.8 * R)
+        sd = np.minimum(_ellipse_sd(w.X, w.Y, cx, cy, 1.8 * R, 0.8 * R),         # shoulders + torso
+                        np.maximum(np.abs(w.X - cx) - 1.8 * R, cy - w.Y))
         cv.paint(w, sd, _shaded(cloth, _shade(s, w)))
         _outline(cv, s, w, sd, _INK)
 
 
 # ---- hair
-def _hair_cap_sd(s: _Scene, w: _Win) -> np.ndarray:
-    """The head of hair behind the face (style-specific silhouette)."""
+@dataclass
+class _Hair:
+    """Hair geometry evaluated once on one window: angle around the head, cap sd, fill colour."""
+    w: _Win
+    ang: np.ndarray      # (h, w) polar angle around the head centre
+    cap: np.ndarray      # (h, w) signed distance of the head of hair (behind the face)
+    color: np.ndarray    # (h, w, 3) shaded/textured hair colour
+
+
+def _hair_prepare(cv: _Canvas, s: _Scene) -> _Hair | None:
+    """Evaluate the hair silhouette (style-specific) and its colouring on the head window."""
     R, st = s.R, s.attrs["hair_style"]
+    half = s.fa + {"short": 0.16, "spiky": 0.16, "bob": 0.32, "long": 0.34}[st]
+    top = 0.12 + s.fb * 0.95 + (0.45 if st == "spiky" else 0.17)
+    bottom = {"short": 0.9, "spiky": 0.9, "bob": 0.9, "long": 2.2}[st]   # >= 0.9 for the fringe
+    w = cv.win(s.fx - half * R, s.fy - top * R, s.fx + half * R, s.fy + bottom * R)
+    if not w:
+        return None
     hx, hy = s.px(0, -0.12)
     a, b = (s.fa + 0.14) * R, (s.fb * 0.95 + 0.14) * R
+    dx, dy = w.X - hx, w.Y - hy
+    ang = np.arctan2(dy, dx)
     sd = _ellipse_sd(w.X, w.Y, hx, hy, a, b)
     if st == "short":
         sd = np.maximum(sd, w.Y - s.px(0, 0.12)[1])
     elif st == "spiky":
-        ang = np.arctan2(w.Y - hy, w.X - hx)
-        up = np.clip(-(w.Y - hy) / b + 0.1, 0.0, 1.0)
+        up = np.clip(-dy / b + 0.1, 0.0, 1.0)
         sd = sd - 0.28 * R * _tri(ang * (7.0 / math.pi) + s.rng_spike) * up
         sd = np.maximum(sd, w.Y - s.px(0, 0.05)[1])
     elif st == "bob":
@@ -405,15 +487,35 @@ def _hair_cap_sd(s: _Scene, w: _Win) -> np.ndarray:
         sd = np.minimum(sd, bob)
     else:  # long: curtains down to the shoulders
         a2 = (s.fa + 0.32) * R
-        cur = np.maximum(np.maximum(np.abs(w.X - hx) - a2, hy - w.Y),
-                         w.Y - s.px(0, 1.75)[1] - 0.4 * R * (1 - (np.abs(w.X - hx) / a2) ** 2).clip(0))
+        cur = np.maximum(np.maximum(np.abs(dx) - a2, -dy),
+                         w.Y - s.px(0, 1.75)[1] - 0.4 * R * (1 - (np.abs(dx) / a2) ** 2).clip(0))
         sd = np.minimum(sd, cur)
-    return sd
+    # colour: head-sphere shading, strand texture, anime-style shine band
+    f = _shade(s, w, min(0.9, s.shade_strength * 1.3))
+    if s.hair_texture > 0.15:
+        f = f * (1.0 - 0.16 * s.hair_texture * (0.5 + 0.5 * np.sin(ang * 38.0 + 0.05 * dx)))
+    col = _shaded(s.hair, f)
+    if s.hair_shine > 0.4:
+        r = np.sqrt(dx * dx + dy * dy) / b
+        ring = np.clip(1.0 - np.abs(r - 0.78) / 0.06, 0.0, 1.0) * (dy < -0.3 * R)
+        col += (1.0 - col) * (0.45 * (s.hair_shine - 0.4) * ring)[None]
+    return _Hair(w, ang, sd, col)
 
 
-def _fringe_sd(s: _Scene, w: _Win, cap: np.ndarray, over_eyes: bool) -> np.ndarray:
-    """Bangs and side locks drawn over the face: cap region above a wavy/jagged line."""
+def _hair_back(cv: _Canvas, s: _Scene, h: _Hair) -> None:
+    cv.paint(h.w, h.cap, h.color)
+    _outline(cv, s, h.w, h.cap, s.hair * 0.25)
+
+
+def _hair_front(cv: _Canvas, s: _Scene, h: _Hair, over_eyes: bool = False) -> None:
+    """Bangs (wavy, or jagged for spiky) and side locks (bob/long) drawn over the face."""
     R, st = s.R, s.attrs["hair_style"]
+    rows = min(h.w.Y.shape[0], max(1, int(s.fy + 0.9 * R) - h.w.sy.start))   # nothing below v=0.9
+    w = _Win(slice(h.w.sy.start, h.w.sy.start + rows), h.w.sx, h.w.X, h.w.Y[:rows])
+    cap = h.cap[:rows]
+    if over_eyes:      # a curtain of hair over the whole face width, whatever the style
+        curtain = np.maximum(np.abs(w.X - s.fx) - (s.fa + 0.06) * R, (s.fy - (s.fb + 0.1) * R) - w.Y)
+        cap = np.minimum(cap, curtain)
     u = (w.X - s.fx) / R
     base = 0.32 if over_eyes else -0.5 + s.fringe_drop
     if st == "spiky":
@@ -425,45 +527,7 @@ def _fringe_sd(s: _Scene, w: _Win, cap: np.ndarray, over_eyes: bool) -> np.ndarr
         side = np.maximum(np.maximum(cap, (s.fa * 0.8) * R - np.abs(w.X - s.fx)),
                           w.Y - s.px(0, 0.55 if st == "long" else 0.35)[1])
         sd = np.minimum(sd, side)
-    return sd
-
-
-def _hair_color(s: _Scene, w: _Win) -> np.ndarray:
-    """Hair fill (h, w, 3): shading, strand texture and an anime-style shine band."""
-    f = _shade(s, w, min(0.9, s.shade_strength * 1.3))
-    hx, hy = s.px(0, -0.12)
-    dx, dy = w.X - hx, w.Y - hy
-    if s.hair_texture > 0.15:
-        ang = np.arctan2(dy, dx)
-        f = f * (1.0 - 0.18 * s.hair_texture * (0.5 + 0.5 * np.sin(ang * 38.0 + 0.05 * dx)))
-    col = _shaded(s.hair, f)
-    if s.hair_shine > 0.4:
-        r = np.sqrt(dx * dx + dy * dy) / (s.R * (s.fb * 0.95 + 0.14))
-        ring = np.clip(1.0 - np.abs(r - 0.78) / 0.06, 0.0, 1.0) * (dy < -0.3 * s.R)
-        col = col + (1.0 - col) * (0.45 * (s.hair_shine - 0.4) * ring)[..., None]
-    return col
-
-
-def _hair_back(cv: _Canvas, s: _Scene) -> np.ndarray | None:
-    R = s.R
-    w = cv.win(s.fx - (s.fa + 0.6) * R, s.fy - (s.fb + 0.6) * R,
-               s.fx + (s.fa + 0.6) * R, s.fy + 1.85 * R)
-    if not w:
-        return None
-    sd = _hair_cap_sd(s, w)
-    cv.paint(w, sd, _hair_color(s, w))
-    _outline(cv, s, w, sd, s.hair * 0.25)
-    return sd
-
-
-def _hair_front(cv: _Canvas, s: _Scene, over_eyes: bool = False) -> None:
-    R = s.R
-    w = cv.win(s.fx - (s.fa + 0.6) * R, s.fy - (s.fb + 0.6) * R,
-               s.fx + (s.fa + 0.6) * R, s.fy + 1.0 * R)
-    if not w:
-        return
-    sd = _fringe_sd(s, w, _hair_cap_sd(s, w), over_eyes)
-    cv.paint(w, sd, _hair_color(s, w))
+    cv.paint(w, sd, h.color[:, :rows])
     _outline(cv, s, w, sd, s.hair * 0.25)
 
 
@@ -519,10 +583,9 @@ def _human_eyes(cv: _Canvas, s: _Scene) -> list[tuple[float, float, float, float
         w = cv.win(cx - hw - 2, cy - hh - 0.1 * R, cx + hw + 2, cy + hh + 2)
         if not w:
             continue
-        cv.part = part
         eye = np.maximum(_ellipse_sd(w.X, w.Y, cx, cy - 0.15 * hh, hw, hh * 1.1),
                          _ellipse_sd(w.X, w.Y, cx, cy + 0.3 * hh, hw * 1.2, hh * 1.2))  # almond
-        cv.paint(w, eye, (0.93, 0.9, 0.88))
+        cv.paint(w, eye, (0.93, 0.9, 0.88), part=part)
         ix = cx + gaze
         ri = 0.95 * hh
         iris = np.maximum(_ellipse_sd(w.X, w.Y, ix, cy, ri, ri), eye)
@@ -534,8 +597,7 @@ def _human_eyes(cv: _Canvas, s: _Scene) -> list[tuple[float, float, float, float
         # upper lid line + crease, lower lid shadow
         lid = np.maximum(np.abs(_ellipse_sd(w.X, w.Y, cx, cy - 0.15 * hh, hw, hh * 1.1)) - max(0.45, 0.1 * hh),
                          w.Y - cy)
-        cv.paint(w, lid, (0.2, 0.12, 0.1), 0.9)
-        cv.part = None
+        cv.paint(w, lid, (0.2, 0.12, 0.1), 0.9, part=part)
         crease = np.maximum(np.abs(_ellipse_sd(w.X, w.Y, cx, cy - 0.2 * hh, hw * 1.05, hh * 1.6)) - 0.4,
                             w.Y - cy + 0.6 * hh)
         cv.paint(w, crease, s.skin * 0.6, 0.5)
@@ -557,12 +619,12 @@ def _anime_eyes(cv: _Canvas, s: _Scene) -> list[tuple[float, float, float, float
         w = cv.win(cx - hw - lash - 0.1 * R, cy - hh - 2 * lash, cx + hw + lash + 0.1 * R, cy + hh + 2)
         if not w:
             continue
-        cv.part = part
         eye = _ellipse_sd(w.X, w.Y, cx, cy, hw, hh)
-        cv.paint(w, eye, (1.0, 1.0, 1.0))
+        cv.paint(w, eye, (1.0, 1.0, 1.0), part=part)
         ix, iy = cx + gaze, cy + 0.12 * hh
         iris = np.maximum(_ellipse_sd(w.X, w.Y, ix, iy, 0.78 * hw, 0.86 * hh), eye)
-        col = np.where((w.Y < iy - 0.15 * hh)[..., None], s.eye * 0.55, s.eye)   # cel two-tone
+        col = np.where((w.Y < iy - 0.15 * hh)[None], (s.eye * 0.55)[:, None, None],
+                       s.eye[:, None, None])                                       # cel two-tone
         cv.paint(w, iris, col)
         cv.paint(w, np.maximum(_ellipse_sd(w.X, w.Y, ix, iy + 0.05 * hh, 0.36 * hw, 0.42 * hh), eye),
                  (0.06, 0.04, 0.08))
@@ -574,9 +636,8 @@ def _anime_eyes(cv: _Canvas, s: _Scene) -> list[tuple[float, float, float, float
         top = np.maximum(np.abs(eye + 0.3 * lash) - 0.6 * lash, w.Y - cy + 0.25 * hh)
         fx0, fy0 = cx + side * 0.75 * hw, cy - 0.7 * hh
         flick = _segment_sd(w.X, w.Y, fx0, fy0, fx0 + side * 0.35 * hw, fy0 - 0.12 * hh, lash)
-        cv.paint(w, np.minimum(top, flick), _INK)
+        cv.paint(w, np.minimum(top, flick), _INK, part=part)
         cv.paint(w, np.maximum(np.abs(eye) - 0.35, cy + 0.6 * hh - w.Y), _INK, 0.7)  # lower lid
-        cv.part = None
         out.append((cx, cy, hw, hh))
     _eyebrows(cv, s, v - rng.uniform(0.38, 0.45), 0.2, 0.03, spread)
     return out
@@ -588,17 +649,16 @@ def _human_nose(cv: _Canvas, s: _Scene) -> None:
     w = cv.win(tx - 0.2 * R, ty - 0.4 * R, tx + 0.2 * R, ty + 0.12 * R)
     if not w:
         return
-    cv.part = "nose"
     soft = 0.07 * R + 1.0
     cv.paint(w, _ellipse_sd(w.X, w.Y, tx + side * 0.07 * R, ty - 0.15 * R, 0.05 * R, 0.24 * R) / soft,
-             s.skin * 0.55, 0.35 + 0.6 * s.shade_strength)                         # side shadow
-    cv.paint(w, _ellipse_sd(w.X, w.Y, tx, ty + 0.03 * R, 0.14 * R, 0.05 * R) / soft, s.skin * 0.6, 0.5)
+             s.skin * 0.55, 0.35 + 0.6 * s.shade_strength, part="nose")          # side shadow
+    cv.paint(w, _ellipse_sd(w.X, w.Y, tx, ty + 0.03 * R, 0.14 * R, 0.05 * R) / soft, s.skin * 0.6, 0.5,
+             part="nose")
     for sx in (-1, 1):                                                              # nostrils
         cv.paint(w, _ellipse_sd(w.X, w.Y, tx + sx * 0.065 * R, ty + 0.02 * R, 0.04 * R, 0.022 * R) / 1.3,
-                 s.skin * 0.3, 0.85)
+                 s.skin * 0.3, 0.85, part="nose")
     cv.paint(w, _ellipse_sd(w.X, w.Y, tx - side * 0.03 * R, ty - 0.05 * R, 0.035 * R, 0.035 * R) / soft,
              np.minimum(s.skin * 1.15, 1.0), 0.6)                                   # tip highlight
-    cv.part = None
 
 
 def _anime_nose(cv: _Canvas, s: _Scene) -> None:
@@ -607,13 +667,11 @@ def _anime_nose(cv: _Canvas, s: _Scene) -> None:
     w = cv.win(tx - 0.08 * R, ty - 0.1 * R, tx + 0.08 * R, ty + 0.05 * R)
     if not w:
         return
-    cv.part = "nose"
     if s.rng.random() < 0.5:
         cv.paint(w, _segment_sd(w.X, w.Y, tx - 0.02 * R, ty - 0.06 * R, tx + 0.03 * R, ty, max(0.9, 0.03 * R)),
-                 s.skin * 0.55)
+                 s.skin * 0.55, part="nose")
     else:
-        cv.paint(w, _ellipse_sd(w.X, w.Y, tx, ty, 0.025 * R + 0.4, 0.02 * R + 0.4), s.skin * 0.55)
-    cv.part = None
+        cv.paint(w, _ellipse_sd(w.X, w.Y, tx, ty, 0.025 * R + 0.4, 0.02 * R + 0.4), s.skin * 0.55, part="nose")
 
 
 def _human_mouth(cv: _Canvas, s: _Scene) -> None:
@@ -627,14 +685,14 @@ def _human_mouth(cv: _Canvas, s: _Scene) -> None:
     w = cv.win(mx - mw - 2, my - up - opening - k * mw - 2, mx + mw + 2, my + lo + opening + 2)
     if not w:
         return
-    cv.part = "mouth"
     dx = w.X - mx
     Yb = w.Y + k * dx * dx / mw                               # bend: corners go up
     b = np.where(Yb < my, up + 0.4 * opening, lo + 0.6 * opening)
     bow = 1.0 - 0.3 * np.exp(-(dx / (0.22 * mw)) ** 2) * (Yb < my)   # cupid's bow
     lipcol = np.clip(s.skin * 0.55 + np.array((0.36, 0.06, 0.08), np.float32), 0, 1)
     lips = _ellipse_sd(w.X, Yb, mx, my + 0.1 * opening, mw, b * bow)
-    cv.paint(w, lips, np.where((Yb < my)[..., None], lipcol * 0.85, lipcol))
+    cv.paint(w, lips, np.where((Yb < my)[None], (lipcol * 0.85)[:, None, None], lipcol[:, None, None]),
+             part="mouth")
     cv.paint(w, _ellipse_sd(w.X, Yb, mx, my + 0.55 * lo + 0.6 * opening, 0.35 * mw, 0.2 * lo) / 2.0,
              np.minimum(lipcol * 1.35, 1.0), 0.6)                         # lower-lip sheen
     if state == "open":
@@ -643,7 +701,6 @@ def _human_mouth(cv: _Canvas, s: _Scene) -> None:
         cv.paint(w, np.maximum(cav, Yb - (my - 0.1 * opening)), (0.93, 0.92, 0.88))   # teeth
     else:
         cv.paint(w, _curve_sd(w.X, Yb, mx, my, 0.95 * mw, 0.0, max(0.7, 0.025 * R)), lipcol * 0.45)
-    cv.part = None
     if state == "smile":                                      # dimple creases at the corners
         for sd_ in (-1, 1):
             cx, cy = mx + sd_ * 1.08 * mw, my - k * mw - 0.02 * R
@@ -661,20 +718,19 @@ def _anime_mouth(cv: _Canvas, s: _Scene) -> None:
     w = cv.win(mx - 0.25 * R, my - 0.15 * R, mx + 0.25 * R, my + 0.22 * R)
     if not w:
         return
-    cv.part = "mouth"
     if state == "closed":
-        cv.paint(w, _curve_sd(w.X, w.Y, mx, my, R * rng.uniform(0.08, 0.12), 0.4 / R, th), _INK * 2)
+        cv.paint(w, _curve_sd(w.X, w.Y, mx, my, R * rng.uniform(0.08, 0.12), 0.0, th), _INK * 2, part="mouth")
     elif state == "open":
         a, lo = R * rng.uniform(0.13, 0.16), R * rng.uniform(0.15, 0.19)
         b = np.where(w.Y < my, 0.04 * R, lo)
         sd = _ellipse_sd(w.X, w.Y, mx, my, a, b)
         cv.paint(w, sd, (0.55, 0.12, 0.16))
         cv.paint(w, np.maximum(sd, _ellipse_sd(w.X, w.Y, mx, my + lo, 0.6 * a, 0.45 * lo)), (0.95, 0.5, 0.55))
-        cv.paint(w, np.abs(sd) - 0.5 * th * 0.8, _INK)
+        cv.paint(w, np.abs(sd) - 0.5 * th * 0.8, _INK, part="mouth")
     else:
         hw = R * rng.uniform(0.15, 0.18)
-        cv.paint(w, _curve_sd(w.X, w.Y, mx, my - 0.09 * R, hw, 0.09 * R / hw ** 2 * 1.0, th), _INK * 2)
-    cv.part = None
+        cv.paint(w, _curve_sd(w.X, w.Y, mx, my + 0.04 * R, hw, -0.1 * R / hw ** 2, th), _INK * 2,
+                 part="mouth")
 
 
 def _glasses(cv: _Canvas, s: _Scene, eyes: list[tuple[float, float, float, float]]) -> None:
@@ -731,7 +787,8 @@ def _hand(cv: _Canvas, s: _Scene, cy_u: float, half_h: float) -> None:
     cv.paint(w, np.abs(sd) - 0.5, col * 0.5, 0.7)
 
 
-def _occlude_eyes(cv: _Canvas, s: _Scene, eyes: list[tuple[float, float, float, float]]) -> None:
+def _occlude_eyes(cv: _Canvas, s: _Scene, eyes: list[tuple[float, float, float, float]],
+                  hair: _Hair | None) -> None:
     kind = int(s.rng.integers(3))
     if kind == 0 or len(eyes) != 2:                                    # dark sunglasses bar
         R = s.R
@@ -747,8 +804,8 @@ def _occlude_eyes(cv: _Canvas, s: _Scene, eyes: list[tuple[float, float, float, 
     elif kind == 1:
         v = float(np.mean([(e[1] - s.fy) / s.R for e in eyes]))
         _hand(cv, s, v, 0.34 if s.domain == "character" else 0.22)
-    else:
-        _hair_front(cv, s, over_eyes=True)
+    elif hair is not None:
+        _hair_front(cv, s, hair, over_eyes=True)
 
 
 def _occlude_mouth(cv: _Canvas, s: _Scene) -> None:
@@ -776,6 +833,43 @@ def _occlude_mouth(cv: _Canvas, s: _Scene) -> None:
         _hand(cv, s, 0.66, 0.2)
 
 
+_NOISE_BANKS: dict[int, np.ndarray] = {}
+
+
+def _noise_bank(size: int) -> np.ndarray:
+    """A fixed planar (3, size+32, size+32) standard-normal field; images use random crops.
+
+    Cheaper than fresh noise per image and just as deterministic (fixed seed)."""
+    bank = _NOISE_BANKS.get(size)
+    if bank is None:
+        bank = np.random.default_rng(20240611).standard_normal((3, size + 32, size + 32), dtype=np.float32)
+        _NOISE_BANKS[size] = bank
+    return bank
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Approximate Gaussian blur of a planar (3, H, W) image with up to 4 separable
+    [w, 1-2w, w] passes (edges replicated); sigma is capped at ~1.4 px."""
+    var = min(sigma * sigma, 2.0)
+    passes = int(math.ceil(var / 0.5))
+    wgt = var / (2.0 * passes)
+    for _ in range(passes):
+        for ax in (1, 2):
+            t = img * (1.0 - 2.0 * wgt)
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[ax], hi[ax] = slice(None, -1), slice(1, None)
+            t[tuple(hi)] += wgt * img[tuple(lo)]
+            t[tuple(lo)] += wgt * img[tuple(hi)]
+            e0 = [slice(None)] * 3
+            e1 = [slice(None)] * 3
+            e0[ax], e1[ax] = slice(0, 1), slice(-1, None)
+            t[tuple(e0)] += wgt * img[tuple(e0)]
+            t[tuple(e1)] += wgt * img[tuple(e1)]
+            img = t
+    return img
+
+
 def _low_contrast(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     c = rng.uniform(0.2, 0.32)
     grey = img.mean() * rng.uniform(0.9, 1.1)
@@ -800,35 +894,37 @@ def render(attrs: dict[str, str], domain: str, hard_kind: str, size: int,
     if hard_kind == "clutter":
         _clutter(cv, s)
     _body(cv, s)
-    _hair_back(cv, s)
+    hair = _hair_prepare(cv, s)
+    if hair is not None:
+        _hair_back(cv, s, hair)
     _face(cv, s)
     human = domain == "human"
     (_human_nose if human else _anime_nose)(cv, s)
     (_human_mouth if human else _anime_mouth)(cv, s)
     eyes = (_human_eyes if human else _anime_eyes)(cv, s)
-    _hair_front(cv, s)
+    if hair is not None:
+        _hair_front(cv, s, hair)
     if attrs["glasses"] == "yes":
         _glasses(cv, s, eyes)
     if hard_kind == "occluded_eyes":
-        _occlude_eyes(cv, s, eyes)
+        _occlude_eyes(cv, s, eyes, hair)
     elif hard_kind == "occluded_mouth":
         _occlude_mouth(cv, s)
-    img = cv.img
+    img = cv.img                                             # (3, H, W) float in [0, 1]
     if hard_kind == "low_contrast":
         img = _low_contrast(img, rng)
-    out = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if s.blur > 0.15:
-        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(s.blur)))
+    if s.blur > 0.05:
+        img = _blur(img, s.blur)
+    img *= 255.0
     if s.noise > 0.002:
-        n = rng.standard_normal((size, size, 3), dtype=np.float32) * (s.noise * 255.0)
-        n += out
-        out = np.clip(n, 0, 255).astype(np.uint8)
-    boxes = {}
-    for p in PARTS:
-        b = cv.boxes.get(p)
-        if b is None:  # cannot happen for faces inside the image; keep the manifest complete
-            raise RuntimeError(f"part {p} was not drawn (size {size} too small?)")
-        boxes[p] = (b[0] / size, b[1] / size, b[2] / size, b[3] / size)
+        bank = _noise_bank(size)
+        oy, ox = (int(v) for v in rng.integers(0, bank.shape[1] - size + 1, 2))
+        img += bank[:, oy:oy + size, ox:ox + size] * np.float32(s.noise * 255.0)
+    img += 0.5
+    np.clip(img, 0.0, 255.0, out=img)
+    out = np.empty((size, size, 3), np.uint8)
+    out.transpose(2, 0, 1)[...] = img                        # planar float -> interleaved uint8
+    boxes = {p: cv.part_box(p) for p in PARTS}
     return out, boxes
 
 
@@ -852,10 +948,31 @@ def _check_args(n_human: int, n_character: int, size: int, hard_share: float) ->
         raise UserError(f"synthetic hard_share must be in [0, 1], got {hard_share!r}")
 
 
+def _png_bytes(arr: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W, 3) RGB array as PNG: 'Sub' row filter + zlib RLE (level 1).
+
+    About 2.5x faster than PIL's encoder at these sizes, with smaller files."""
+    h, w, _ = arr.shape
+    raw = np.empty((h, w * 3 + 1), np.uint8)
+    raw[:, 0] = 1                                        # filter type 1 (Sub) on every row
+    body = raw[:, 1:].reshape(h, w, 3)
+    body[:, 0] = arr[:, 0]
+    np.subtract(arr[:, 1:], arr[:, :-1], out=body[:, 1:])  # uint8 wrap-around, as PNG defines
+    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    data = z.compress(raw.tobytes()) + z.flush()
+
+    def chunk(tag: bytes, payload: bytes) -> bytes:
+        return (struct.pack(">I", len(payload)) + tag + payload
+                + struct.pack(">I", zlib.crc32(tag + payload) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
 def _write_png(arr: np.ndarray, path: Path) -> None:
-    """Atomic PNG write (temp file + os.replace) with fast zlib settings."""
+    """Atomic PNG write (temp file beside ``path``, then os.replace)."""
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG", compress_level=_PNG_COMPRESS)
+        tmp.write_bytes(_png_bytes(arr))
 
 
 def manifest_columns() -> list[str]:
@@ -934,8 +1051,8 @@ def contact_sheet(manifest: pd.DataFrame, root: Path, out_png: Path, per_row: in
         raise UserError("contact sheet: the manifest has no images")
     clean = humans[humans["clean"].astype(bool)].head(per_row)
     hard_df = humans[~humans["clean"].astype(bool)]
-    hard_rows = (hard_df.groupby("hard_kind", sort=True).head(max(1, per_row // len(HARD_KINDS) + 1))
-                 .sort_values("hard_kind").head(per_row))
+    order = hard_df.groupby("hard_kind", sort=True).cumcount()          # round-robin over kinds
+    hard_rows = hard_df.assign(_o=order).sort_values(["_o", "hard_kind"], kind="stable").head(per_row)
     human_rows = [r for r in (clean, hard_rows) if not r.empty]
     used: set[str] = set()
     char_rows = []
@@ -971,13 +1088,16 @@ def contact_sheet(manifest: pd.DataFrame, root: Path, out_png: Path, per_row: in
 # --------------------------------------------------------------------------- benchmark
 def bench(n: int = 400, size: int = 128) -> float:
     """Render and write ``n`` images (half per domain, 30% hard humans) into a temp dir on
-    this process's single thread; print and return images per second."""
-    if n < 2:
-        raise UserError(f"bench needs n >= 2, got {n}")
+    this process's single thread; print and return images per second (wall clock).
+
+    The CPU-time rate is printed too: on a busy shared machine it is the fairer number."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise UserError(f"bench needs an integer n >= 2, got {n!r}")
     with tempfile.TemporaryDirectory(prefix="f2a-bench-") as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         generate(Path(tmp), n // 2, n - n // 2, size, 0.3, seed=0, progress=False)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
     rate = n / dt
-    print(f"synthetic faces: {n} images at {size}px in {dt:.2f} s = {rate:.0f} images/s (1 core, incl. PNG)")
+    print(f"synthetic faces: {n} images at {size}px in {dt:.2f} s = {rate:.0f} images/s "
+          f"(one thread, incl. PNG writing; CPU time: {n / max(dc, 1e-9):.0f} images/s)")
     return rate

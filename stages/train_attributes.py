@@ -26,7 +26,7 @@ from stages.classifiers import AttributePredictor
 from stages.common import (Params, UserError, load_params, pick_device, seed_everything, torch_load,
                            torch_save, write_json)
 from stages.data import RESIZED_DIR, load_split, read_manifest, to_model
-from stages.train_classifier import fit
+from stages.train_classifier import PRECISIONS, fit
 
 MODEL_DIR = Path("models/attributes")
 SEED_OFFSET = 104729
@@ -108,7 +108,7 @@ def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Pa
     model = AttributePredictor(n_values, widths)
     t0 = time.perf_counter()
     fit(model, x, multi_ce, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-        desc="attributes")
+        desc="attributes", precision=params.str("precision", choices=PRECISIONS))
     acc = accuracy(predict_attributes(model, xt, device), yt)
     torch_save(model.cpu().state_dict(), model_dir / "model.pt")
     write_json(model_dir / "config.json", {"available": True, "attributes": attrs, "widths": widths})

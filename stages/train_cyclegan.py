@@ -118,8 +118,9 @@ def read_config(method: str, params: Params) -> TrainConfig:
                         f"(cyclegan.methods in {params.source})")
     entry = methods[method]
     where = f"{params.source}: cyclegan.methods.{method}"
-    if not isinstance(entry, dict) or set(entry) != {"subset", "attention"}:
-        raise UserError(f"{where} must be a mapping with exactly the keys subset ({'|'.join(SUBSETS)}) and "
+    # other keys (e.g. per-method dependency paths that dvc.yaml interpolates) are ignored here
+    if not isinstance(entry, dict) or not {"subset", "attention"} <= set(entry):
+        raise UserError(f"{where} must be a mapping with the keys subset ({'|'.join(SUBSETS)}) and "
                         f"attention (true|false), got {entry!r}; configured methods: {', '.join(methods)}")
     if entry["subset"] not in SUBSETS:
         raise UserError(f"{where}.subset must be one of {', '.join(SUBSETS)}, got {entry['subset']!r}")
@@ -557,7 +558,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         task = bar.add_task("train", total=cfg.total_steps, completed=start_epoch * cfg.steps_per_epoch, info="")
         for epoch in range(start_epoch, cfg.epochs):
             acc: dict[str, float] = {}
-            n_acc, t_win = 0, time.perf_counter()
+            ep_sum: dict[str, float] = {}
+            n_acc, t_win, t_epoch = 0, time.perf_counter(), elapsed
             for s in range(cfg.steps_per_epoch):
                 step = epoch * cfg.steps_per_epoch + s
                 t0 = time.perf_counter()
@@ -567,8 +569,9 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                 elapsed += time.perf_counter() - t0
                 for k, v in losses.items():
                     acc[k] = acc.get(k, 0.0) + v
+                    ep_sum[k] = ep_sum.get(k, 0.0) + v
                 n_acc += 1
-                if (step + 1) % cfg.log_every == 0 or s == cfg.steps_per_epoch - 1:
+                if (s + 1) % cfg.log_every == 0 or s == cfg.steps_per_epoch - 1:
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     now = time.perf_counter()
@@ -581,6 +584,10 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                     acc, n_acc, t_win = {}, 0, now
                 bar.update(task, advance=1)
             live.make_summary()
+            n = cfg.steps_per_epoch
+            console.print(f"train_cyclegan[{method}] epoch {epoch + 1}/{cfg.epochs}: "
+                          + " ".join(f"{k} {v / n:.3f}" for k, v in ep_sum.items())
+                          + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s", highlight=False)
             if (epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs:
                 sample_picture(model, xs, ys, cxs, cys, samples_dir / f"epoch_{epoch + 1:03d}.png")
             if epoch + 1 < cfg.epochs:

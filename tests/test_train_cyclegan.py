@@ -46,6 +46,15 @@ def _write_dataset(root: Path) -> dict[str, Path]:
     return {"data_dir": data_dir, "cam_dir": cam_dir, "select_csv": select_csv}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convolutions are much faster (and timing-stable) on one thread on a busy machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return _write_dataset(tmp_path_factory.mktemp("cgdata"))
@@ -159,16 +168,16 @@ def test_pool_keeps_cams_with_images() -> None:
 
 @pytest.mark.parametrize("attention", [False, True])
 def test_steps_on_fixed_batch_lower_cycle_loss(attention: bool) -> None:
-    cfg = tc.TrainConfig(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=8, ndf=8,
-                         n_res=1, epochs=1, steps_per_epoch=40, lr_decay_epochs=0, lr=1e-3, precision="fp32")
+    cfg = tc.TrainConfig(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=8, ndf=4,
+                         n_res=1, epochs=1, steps_per_epoch=30, lr_decay_epochs=0, lr=1e-3, precision="fp32")
     torch.manual_seed(0)
     model = tc.CycleGAN(cfg, torch.device("cpu"))
     smooth = lambda: torch.nn.functional.interpolate(torch.rand(2, 3, 4, 4) * 2 - 1, size=SIZE, mode="bilinear")  # noqa: E731
     x, y = smooth(), smooth()
     cx = torch.rand(2, 1, 8, 8) if attention else None
     cy = torch.rand(2, 1, 8, 8) if attention else None
-    cyc = [model.step(x, y, cx, cy)["loss_cyc"] for _ in range(40)]
-    assert np.mean(cyc[-5:]) < 0.7 * np.mean(cyc[:3])
+    cyc = [model.step(x, y, cx, cy)["loss_cyc"] for _ in range(30)]
+    assert np.mean(cyc[-5:]) < 0.6 * np.mean(cyc[:3])
 
 
 def test_full_run_outputs(dataset: dict[str, Path], tmp_path: Path) -> None:

@@ -1,0 +1,214 @@
+"""Tests for the procedural two-domain face data set (stages/synthetic.py).
+
+Small sizes (32-48 px, a few dozen images) so the whole file runs in seconds.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stages import synthetic as S
+from stages.common import UserError
+
+SIZE = 40
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("synth")
+    m = S.generate(root, n_human=40, n_character=16, size=SIZE, hard_share=0.3, seed=3, progress=False)
+    return root, m
+
+
+def _files_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
+# --------------------------------------------------------------------------- layout & manifest
+def test_files_and_columns(dataset: tuple[Path, pd.DataFrame]) -> None:
+    root, m = dataset
+    expected = (["id", "domain", "file", "clean", "hard_kind", *S.ATTRIBUTES]
+                + [f"{p}_{k}" for p in S.PARTS for k in ("x0", "y0", "x1", "y1")])
+    assert list(m.columns) == expected
+    assert len(m) == 56
+    assert list(m["id"][:2]) == ["h00000", "h00001"] and m["id"].iloc[-1] == "c00015"
+    assert list(m["file"][:1]) == ["human/h00000.png"]
+    assert (m[m.domain == "character"]["file"].str.match(r"^character/c\d{5}\.png$")).all()
+    assert set(m["domain"]) == {"human", "character"}
+    for f in m["file"]:
+        with Image.open(root / f) as im:
+            assert im.format == "PNG" and im.mode == "RGB" and im.size == (SIZE, SIZE)
+    for a, cats in S.ATTRIBUTES.items():
+        assert len(cats) >= 2 and m[a].isin(cats).all() and m[a].map(type).eq(str).all()
+    assert len(S.ATTRIBUTES) >= 6
+    assert not list(root.rglob("*.tmp*")), "temp files left behind"
+
+
+def test_boxes_valid_and_plausible(dataset: tuple[Path, pd.DataFrame]) -> None:
+    _, m = dataset
+    for p in S.PARTS:
+        x0, y0, x1, y1 = (m[f"{p}_{k}"] for k in ("x0", "y0", "x1", "y1"))
+        assert ((0 <= x0) & (x0 < x1) & (x1 <= 1) & (0 <= y0) & (y0 < y1) & (y1 <= 1)).all(), p
+    cx = lambda p: (m[f"{p}_x0"] + m[f"{p}_x1"]) / 2  # noqa: E731
+    cy = lambda p: (m[f"{p}_y0"] + m[f"{p}_y1"]) / 2  # noqa: E731
+    assert (cx("leye") < cx("reye")).all()                     # leye = image left
+    assert (cy("mouth") > cy("leye")).all() and (cy("mouth") > cy("nose")).all()
+    assert (cy("nose") > (cy("leye") + cy("reye")) / 2).all()
+    # tight: an eye box is a small part of the image, never the face
+    area = (m["leye_x1"] - m["leye_x0"]) * (m["leye_y1"] - m["leye_y0"])
+    assert (area < 0.06).all()
+    # anime eyes are LARGE, realistic eyes small (the decisive style cue)
+    by_dom = area.groupby(m["domain"]).mean()
+    assert by_dom["character"] > 2.0 * by_dom["human"]
+
+
+def test_hard_share_exact_and_characters_clean(dataset: tuple[Path, pd.DataFrame]) -> None:
+    _, m = dataset
+    h, c = m[m.domain == "human"], m[m.domain == "character"]
+    assert (~h["clean"]).sum() == round(0.3 * 40)
+    assert c["clean"].all() and (c["hard_kind"] == "").all()
+    assert (h.loc[h["clean"], "hard_kind"] == "").all()
+    assert h.loc[~h["clean"], "hard_kind"].isin(S.HARD_KINDS).all()
+    assert set(h.loc[~h["clean"], "hard_kind"]) == set(S.HARD_KINDS)   # 12 hard -> every kind
+    for n, share in [(0, 0.3), (1, 0.3), (7, 0.5), (10, 0.0), (10, 1.0), (800, 0.3), (33, 0.25)]:
+        hard = S.hard_assignment(n, share, seed=1)
+        assert len(hard) == round(share * n)
+        assert all(0 <= i < n for i in hard)
+
+
+# --------------------------------------------------------------------------- determinism
+def test_deterministic_same_seed_and_differs_otherwise(tmp_path: Path) -> None:
+    kw = dict(n_human=10, n_character=6, size=32, hard_share=0.3, progress=False)
+    m1 = S.generate(tmp_path / "a", seed=5, **kw)
+    m2 = S.generate(tmp_path / "b", seed=5, **kw)
+    m3 = S.generate(tmp_path / "c", seed=6, **kw)
+    pd.testing.assert_frame_equal(m1, m2)
+    assert _files_bytes(tmp_path / "a") == _files_bytes(tmp_path / "b")
+    fa, fc = _files_bytes(tmp_path / "a"), _files_bytes(tmp_path / "c")
+    assert sum(fa[k] != fc[k] for k in fa) == len(fa)
+    assert not m1[list(S.ATTRIBUTES)].equals(m3[list(S.ATTRIBUTES)])
+
+
+def test_per_image_rng_is_order_independent(dataset: tuple[Path, pd.DataFrame]) -> None:
+    root, m = dataset
+    for _, row in m.iloc[[0, 7, 39, 40, 55]].iterrows():     # rendered alone, out of order
+        idx = int(row["id"][1:])
+        img, attrs, boxes = S.render_one(3, row["domain"], idx, SIZE, row["hard_kind"])
+        with Image.open(root / row["file"]) as im:
+            assert np.array_equal(np.asarray(im), img)
+        assert attrs == {a: row[a] for a in S.ATTRIBUTES}
+        assert attrs == S.sample_attributes(3, row["domain"], idx)
+        assert boxes["mouth"] == tuple(row[f"mouth_{k}"] for k in ("x0", "y0", "x1", "y1"))
+
+
+def test_rerun_smaller_removes_stale_images(tmp_path: Path) -> None:
+    S.generate(tmp_path, 6, 4, 32, 0.0, seed=0, progress=False)
+    S.generate(tmp_path, 3, 2, 32, 0.0, seed=0, progress=False)
+    assert sorted(p.name for p in (tmp_path / "human").iterdir()) == ["h00000.png", "h00001.png", "h00002.png"]
+    assert sorted(p.name for p in (tmp_path / "character").iterdir()) == ["c00000.png", "c00001.png"]
+
+
+# --------------------------------------------------------------------------- attributes
+def test_attribute_coverage_without_rendering() -> None:
+    for dom in S.DOMAINS:
+        seen = {a: set() for a in S.ATTRIBUTES}
+        for i in range(300):
+            for a, v in S.sample_attributes(0, dom, i).items():
+                seen[a].add(v)
+        for a, cats in S.ATTRIBUTES.items():
+            assert seen[a] == set(cats), (dom, a)
+
+
+def test_background_hue_visible_in_both_domains() -> None:
+    """The background attribute is the same hue family in both domains (corner patch)."""
+    for dom in S.DOMAINS:
+        for i in range(24):
+            img, attrs, _ = S.render_one(2, dom, i, 48)
+            r, g, b = img[:5, :5].reshape(-1, 3).mean(0)
+            bg = attrs["background"]
+            ok = {"blue": b > r + 15 and b > g, "green": g > r + 15 and g > b + 15,
+                  "pink": r > g + 15 and r > b, "grey": max(r, g, b) - min(r, g, b) < 20}[bg]
+            assert ok, (dom, i, bg, (r, g, b))
+
+
+def test_hard_kinds_look_different() -> None:
+    """Low contrast really lowers contrast; occluded eyes really hide the eye region."""
+    stds, eye_dark = {"": [], "low_contrast": []}, {"": [], "occluded_eyes": []}
+    for i in range(10):
+        for kind in stds:
+            img, _, _ = S.render_one(4, "human", i, 48, kind)
+            stds[kind].append(img.std())
+        for kind in eye_dark:
+            img, _, b = S.render_one(4, "human", i, 48, kind)
+            x0, y0, x1, y1 = (int(round(v * 48)) for v in b["leye"])
+            eye_dark[kind].append(np.abs(img[y0:y1, x0:x1].astype(float) - img[y0:y1, x0:x1].mean((0, 1))).mean())
+    assert np.mean(stds["low_contrast"]) < 0.6 * np.mean(stds[""])
+    assert all(len(v) == 10 for v in eye_dark.values())
+    # clean eyes have sclera/iris/pupil structure; hidden eyes (bar, hand or hair) much less
+    assert np.mean(eye_dark["occluded_eyes"]) < np.mean(eye_dark[""])
+
+
+def test_tiny_sizes_and_every_hard_kind_render() -> None:
+    for size in (16, 24):
+        for kind in ("", *S.HARD_KINDS):
+            for i in range(6):
+                img, _, boxes = S.render_one(9, "human", i, size, kind)
+                assert img.shape == (size, size, 3) and img.dtype == np.uint8
+                assert all(0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1 for b in boxes.values())
+
+
+# --------------------------------------------------------------------------- errors, png, sheet, bench
+@pytest.mark.parametrize("kw", [dict(size=8), dict(size=64.0), dict(hard_share=1.5), dict(n_human=-1),
+                                dict(n_character=True)])
+def test_bad_arguments_are_user_errors(tmp_path: Path, kw: dict) -> None:
+    args = dict(n_human=2, n_character=2, size=32, hard_share=0.3) | kw
+    with pytest.raises(UserError):
+        S.generate(tmp_path, seed=0, progress=False, **args)
+
+
+def test_render_rejects_hard_characters() -> None:
+    with pytest.raises(UserError):
+        S.render_one(0, "character", 0, 32, "clutter")
+
+
+def test_png_writer_round_trips() -> None:
+    rng = np.random.default_rng(0)
+    for shape in [(5, 7, 3), (32, 32, 3)]:
+        arr = rng.integers(0, 256, shape, dtype=np.uint8)
+        back = np.asarray(Image.open(io.BytesIO(S._png_bytes(arr))))
+        assert np.array_equal(back, arr)
+
+
+def test_contact_sheet(dataset: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    root, m = dataset
+    out = tmp_path / "sheet.png"
+    S.contact_sheet(m, root, out, per_row=6)
+    with Image.open(out) as im:
+        im.load()
+        assert im.format == "PNG"
+        # rows: clean humans, hard humans, then their matched characters (2 rows); padding 2
+        assert im.size == (6 * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2)
+    with pytest.raises(UserError):
+        S.contact_sheet(m.drop(columns=["hair_color"]), root, tmp_path / "x.png")
+
+
+def test_contact_sheet_matches_hair_colour(dataset: tuple[Path, pd.DataFrame]) -> None:
+    _, m = dataset
+    chars = m[m.domain == "character"]
+    used: set[str] = set()
+    for _, row in m[(m.domain == "human") & m.clean].head(4).iterrows():
+        cid = S._match_character(row, chars, used)
+        used.add(cid)
+        c = chars.set_index("id").loc[cid]
+        if (chars["hair_color"] == row["hair_color"]).sum() > len(used) - 1:
+            assert c["hair_color"] == row["hair_color"]
+
+
+def test_bench_runs(capsys: pytest.CaptureFixture) -> None:
+    rate = S.bench(n=4, size=32)
+    assert rate > 0 and "images/s" in capsys.readouterr().out
