@@ -52,9 +52,10 @@ def main(n: int = typer.Option(400, help="synthetic images to render"),
     from stages import synthetic
 
     console = Console()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     synthetic.bench(n, size)
-    torch.set_num_threads(max(1, torch.get_num_interop_threads()))
+    torch.set_num_threads(threads)
     p = load_params(params)
     device = pick_device(p.str("device"))
     s, c = p.int("resize.size"), "cyclegan.train."

@@ -80,7 +80,7 @@ def fit(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor, torc
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(b)
+                total += float(loss.detach()) * len(b)
                 seen += len(b)
                 bar.advance(task)
             sched.step()

@@ -534,7 +534,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     start_epoch, elapsed = 0, 0.0
     ck = torch_load(ckpt_path) if ckpt_path.is_file() else None
     if ck is not None and ck.get("config_hash") != chash:
-        console.print(f"train_cyclegan[{method}]: ignoring {rel(ckpt_path)} (other config/data)")
+        console.print(f"train_cyclegan[{method}]: ignoring {rel(ckpt_path)} (other config/data)", markup=False)
         ck = None
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -543,7 +543,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         start_epoch, elapsed = int(ck["epoch"]), float(ck["elapsed"])
         _restore(ck["files"], mirrored)
         console.print(f"train_cyclegan[{method}]: resuming after epoch {start_epoch}/{cfg.epochs} "
-                      f"from {rel(ckpt_path)}")
+                      f"from {rel(ckpt_path)}", markup=False)
     else:
         for d in (samples_dir, live_dir):
             shutil.rmtree(d, ignore_errors=True)
@@ -551,7 +551,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
 
     live = open_live(live_dir, resume=start_epoch > 0)
     imgs_per_step = 2 * cfg.batch_size
-    bar = Progress(TextColumn(f"train_cyclegan[{method}]"), BarColumn(), MofNCompleteColumn(),
+    bar = Progress(TextColumn(f"train_cyclegan[{method}]", markup=False), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                    console=console, transient=True, disable=not progress)
     with bar:
@@ -587,7 +587,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             n = cfg.steps_per_epoch
             console.print(f"train_cyclegan[{method}] epoch {epoch + 1}/{cfg.epochs}: "
                           + " ".join(f"{k} {v / n:.3f}" for k, v in ep_sum.items())
-                          + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s", highlight=False)
+                          + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s",
+                          markup=False, highlight=False, soft_wrap=True)
             if (epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs:
                 sample_picture(model, xs, ys, cxs, cys, samples_dir / f"epoch_{epoch + 1:03d}.png")
             if epoch + 1 < cfg.epochs:

@@ -1,0 +1,112 @@
+"""Grad-CAM computation, part_focus scoring and selection edge cases."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stages.cam import box_mask, cam_methods, compute_cams, downsample, part_focus
+from stages.classifiers import ConvNet, find_layer
+from stages.common import UserError
+from stages.selection import select, select_metrics
+
+METHODS = ["gradcam", "gradcam++", "eigencam", "layercam"]
+
+
+@pytest.fixture(scope="module")
+def model_and_images():
+    torch.manual_seed(0)
+    model = ConvNet((4, 8, 8)).eval()
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    return model, x
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cam_shape_range_and_batched_equals_single(model_and_images, method: str) -> None:
+    model, x = model_and_images
+    layer = find_layer(model, "default")
+    batched = compute_cams(model, layer, x, target=1, method=method, batch_size=4)
+    assert batched.shape == (6, 32, 32) and batched.dtype == np.float32
+    assert batched.min() >= 0.0 and batched.max() <= 1.0
+    single = np.concatenate([compute_cams(model, layer, x[i:i + 1], 1, method, 1) for i in range(len(x))])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_cam_hooks_released(model_and_images) -> None:
+    model, x = model_and_images
+    compute_cams(model, find_layer(model, "default"), x, 0)
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_all_declared_methods_exist() -> None:
+    assert set(METHODS) <= set(cam_methods())
+
+
+def test_find_layer_by_name_and_unknown() -> None:
+    m = ConvNet((4, 8))
+    assert find_layer(m, "trunk.0") is m.trunk[0]
+    with pytest.raises(KeyError):
+        find_layer(m, "nope")
+
+
+def test_box_mask_area_exact_with_fractional_edges() -> None:
+    mask = box_mask([(0.1, 0.2, 0.35, 0.5)], 16)
+    assert mask.sum() == pytest.approx(0.25 * 0.3 * 256)
+    assert box_mask([(0.0, 0.0, 0.5, 0.5), (0.25, 0.25, 0.5, 0.5)], 8).sum() == pytest.approx(16)
+
+
+def test_part_focus_share_of_mass() -> None:
+    cam = np.zeros((8, 8), np.float32)
+    cam[0:4, 0:4] = 1.0       # all mass in the top-left quadrant
+    assert part_focus(cam, [(0, 0, 0.5, 0.5)]) == pytest.approx(1.0)
+    assert part_focus(cam, [(0.5, 0.5, 1, 1)]) == pytest.approx(0.0)
+    assert part_focus(cam, [(0, 0, 0.25, 0.5)]) == pytest.approx(0.5)
+    assert part_focus(np.zeros((8, 8)), [(0, 0, 1, 1)]) == 0.0
+    assert part_focus(cam, []) == 0.0
+
+
+def test_downsample_shape_range_and_peak() -> None:
+    cams = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
+    small = downsample(cams, 8)
+    assert small.shape == (3, 8, 8) and small.dtype == np.float16
+    assert np.allclose(small.reshape(3, -1).max(1), 1.0, atol=1e-3) and small.min() >= 0
+
+
+def scores(n: int = 10) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"h{i:02d}" for i in range(n)],
+                         "part_focus": [0.1 * (i % 5) for i in range(n)],
+                         "clean": [i % 5 >= 2 for i in range(n)]})
+
+
+def test_select_threshold_cap_and_tie_break() -> None:
+    chosen = select(scores(), threshold=0.2, max_images=5, min_images=1)
+    # 0.4 twice (h04, h09), 0.3 twice (h03, h08), then 0.2 (h02 before h07)
+    assert list(chosen["id"]) == ["h04", "h09", "h03", "h08", "h02"]
+    assert list(chosen["rank"]) == [1, 2, 3, 4, 5]
+
+
+def test_select_all() -> None:
+    assert len(select(scores(), threshold=0.0, max_images=100, min_images=1)) == 10
+
+
+def test_select_none_is_clear_error_with_distribution() -> None:
+    with pytest.raises(UserError) as e:
+        select(scores(), threshold=0.9, max_images=5, min_images=1)
+    msg = str(e.value)
+    assert "select.threshold=0.9" in msg and "keeps 0 of 10" in msg and "q50=" in msg
+    assert "\n" not in msg
+
+
+def test_select_below_minimum_is_error() -> None:
+    with pytest.raises(UserError, match="select.min_images=3"):
+        select(scores(), threshold=0.4, max_images=5, min_images=3)
+
+
+def test_select_metrics_precision_vs_base_rate() -> None:
+    s = scores()
+    m = select_metrics(s, select(s, 0.2, 10, 1), 0.2, 10)
+    assert m["base_rate"] == pytest.approx(0.6) and m["precision"] == pytest.approx(1.0)
+    assert m["precision_gain"] == pytest.approx(0.4)
+    no_labels = s.assign(clean=np.nan)
+    assert select_metrics(no_labels, select(no_labels, 0.2, 10, 1), 0.2, 10)["precision"] is None

@@ -1,0 +1,65 @@
+"""End to end: the real `dvc repro` of the whole pipeline on tiny params in a temporary git repo,
+then the re-run scope of `dvc exp run -S select.threshold=...`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, run
+
+DVC = str(BIN / "dvc")
+
+
+def stages_run(out: str) -> set[str]:
+    """Stage names that `dvc repro`/`dvc exp run` actually executed (not skipped)."""
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.mark.e2e
+def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path) -> None:
+    res = run([DVC, "repro"], project)
+    ran = stages_run(res.stdout)
+    assert {"download", "resize", "train_classifier", "cam", "select", "train_attributes",
+            "train_cyclegan@baseline", "train_cyclegan@proposed", "translate@baseline",
+            "translate@proposed", "evaluate@baseline", "evaluate@proposed", "compare"} <= ran, res.stdout
+
+    for f in ["data/raw/manifest.csv", "data/resized/manifest.csv", "metrics/resize.json",
+              "reports/contact_sheet.png", "models/classifier/classifier.pt", "models/classifier/judge.pt",
+              "data/cam/human.npz", "data/cam/scores.csv", "reports/cam_overlay.png",
+              "data/select/selected.csv", "models/cyclegan/proposed/G_XY.pt", "reports/compare.png",
+              "reports/compare.md", "reports/translate_proposed.png"]:
+        assert (project / f).is_file(), f
+    comp = json.loads((project / "metrics/compare.json").read_text())
+    assert {"baseline", "proposed", "delta"} <= set(comp["char_rate"])
+    ev = json.loads((project / "metrics/eval/proposed.json").read_text())
+    assert 0.0 <= ev["char_rate"] <= 1.0 and ev["n_test"] == 6
+    assert ev["attr_preservation"]["chance"] > 0
+    sel = json.loads((project / "metrics/select.json").read_text())
+    assert sel["selected"] == 16 and sel["base_rate"] is not None
+
+    # everything is cached: a second repro runs nothing
+    again = run([DVC, "repro"], project)
+    assert stages_run(again.stdout) == set(), again.stdout
+
+    # commit the results, then an experiment on the selection threshold re-runs select and its
+    # dependants only: never download/resize/classifier/cam, nor the baseline's training
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "results"], project)
+    exp = run([DVC, "exp", "run", "-S", "select.threshold=0.01"], project)
+    ran = stages_run(exp.stdout)
+    assert "select" in ran and "train_cyclegan@proposed" in ran, exp.stdout
+    assert not ran & {"download", "resize", "train_classifier", "cam", "train_attributes",
+                      "train_cyclegan@baseline", "translate@baseline", "evaluate@baseline"}, exp.stdout
+
+
+@pytest.mark.e2e
+def test_bad_param_is_one_line_error(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["select"]["threshold"] = "high"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    res = run([str(BIN / "face2anime"), "select"], project, check=False)
+    assert res.returncode == 2
+    assert "select.threshold" in res.stderr and "Traceback" not in res.stderr
