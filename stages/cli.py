@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("evaluate", "stages.evaluate"),
     ("compare", "stages.compare"),
     ("convert", "stages.convert"),
+    ("seeds", "stages.seeds"),
     ("bench", "stages.bench"),
 ]
 
