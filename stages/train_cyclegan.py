@@ -84,15 +84,15 @@ class TrainConfig:
     ngf: int = 32
     ndf: int = 32
     n_res: int = 4
-    epochs: int = 6
+    epochs: int = 5
     steps_per_epoch: int = 100
     batch_size: int = 4
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    lr_decay_epochs: int = 3
+    lr_decay_epochs: int = 2
     lambda_cyc: float = 10.0
-    lambda_idt: float = 0.0
+    lambda_idt: float = 0.5
     gan_loss: str = "vanilla"
     pool_size: int = 50
     attention_mode: str = "residual"
@@ -108,6 +108,32 @@ class TrainConfig:
 def method_names(params: Params) -> list[str]:
     """The configured method names (``cyclegan.methods`` keys), in params order."""
     return list(params.dict("cyclegan.methods"))
+
+
+#: what a method entry's ``inputs`` (its DVC deps in dvc.yaml) must name for what it reads
+SUBSET_INPUT = {"selected": str(SELECT_CSV)}
+CAM_INPUT = str(CAM_DIR)
+
+
+def check_inputs(method: str, entry: dict, where: str) -> None:
+    """A method's declared ``inputs`` must be the files it reads, or DVC would not re-run it
+    when they change (or would re-run it needlessly). Absent ``inputs`` is allowed (tests)."""
+    inputs = entry.get("inputs")
+    if inputs is None:
+        return
+    if not isinstance(inputs, dict) or not {"subset", "cams"} <= set(inputs):
+        raise UserError(f"{where}.inputs must be a mapping with keys subset and cams (DVC deps), got {inputs!r}")
+    need_subset = SUBSET_INPUT.get(entry["subset"])
+    if need_subset is not None and inputs["subset"] != need_subset:
+        raise UserError(f"{where}: subset {entry['subset']} reads {need_subset}; set inputs.subset to it")
+    if need_subset is None and inputs["subset"] == str(SELECT_CSV):
+        raise UserError(f"{where}: subset random must not depend on {SELECT_CSV} (the selection would "
+                        f"re-train it); set inputs.subset to data/resized/manifest.csv")
+    if entry["attention"] and inputs["cams"] != CAM_INPUT:
+        raise UserError(f"{where}: attention reads {CAM_INPUT}; set inputs.cams to it")
+    if not entry["attention"] and inputs["cams"] == CAM_INPUT:
+        raise UserError(f"{where}: a method without attention must not depend on {CAM_INPUT}; "
+                        f"set inputs.cams to data/resized/manifest.csv")
 
 
 def read_config(method: str, params: Params) -> TrainConfig:
@@ -126,25 +152,30 @@ def read_config(method: str, params: Params) -> TrainConfig:
         raise UserError(f"{where}.subset must be one of {', '.join(SUBSETS)}, got {entry['subset']!r}")
     if not isinstance(entry["attention"], bool):
         raise UserError(f"{where}.attention must be true or false, got {entry['attention']!r}")
-    c = "cyclegan."
+    check_inputs(method, entry, where)
+    c = "cyclegan.train."
+    D = TrainConfig(method, "random", False, 0, 1)  # the defaults of the optional keys
     cfg = TrainConfig(
         method=method, subset=entry["subset"], attention=entry["attention"],
-        seed=params.int("seed"), max_images=params.int("select.max_images", lo=1),
+        seed=params.int("seed", lo=0) + params.int(c + "seed", 0, lo=0),
+        max_images=params.int("select.max_images", lo=1),
         ngf=params.int(c + "ngf", lo=1), ndf=params.int(c + "ndf", lo=1), n_res=params.int(c + "n_res", lo=0),
         epochs=params.int(c + "epochs", lo=1), steps_per_epoch=params.int(c + "steps_per_epoch", lo=1),
         batch_size=params.int(c + "batch_size", lo=1),
         lr=params.float(c + "lr", lo=0), beta1=params.float(c + "beta1", lo=0, hi=1),
-        beta2=params.float(c + "beta2", lo=0, hi=1), lr_decay_epochs=params.int(c + "lr_decay_epochs", 0, lo=0),
-        lambda_cyc=params.float(c + "lambda_cyc", lo=0), lambda_idt=params.float(c + "lambda_idt", 0.0, lo=0),
-        gan_loss=params.str(c + "gan_loss", "vanilla", choices=("vanilla", "lsgan")),
-        pool_size=params.int(c + "pool_size", 50, lo=0),
-        attention_mode=params.str(c + "attention_mode", "residual", choices=ATTENTION_MODES),
-        precision=params.str(c + "precision", "auto", choices=("auto", "fp32", "bf16")),
-        sample_every=params.int(c + "sample_every", 1, lo=1), log_every=params.int(c + "log_every", 25, lo=1),
+        beta2=params.float(c + "beta2", lo=0, hi=1),
+        lr_decay_epochs=params.int(c + "lr_decay_epochs", D.lr_decay_epochs, lo=0),
+        lambda_cyc=params.float(c + "lambda_cyc", lo=0), lambda_idt=params.float(c + "lambda_idt", D.lambda_idt, lo=0),
+        gan_loss=params.str(c + "gan_loss", D.gan_loss, choices=("vanilla", "lsgan")),
+        pool_size=params.int(c + "pool_size", D.pool_size, lo=0),
+        attention_mode=params.str(c + "attention_mode", D.attention_mode, choices=ATTENTION_MODES),
+        precision=params.str("precision", D.precision, choices=("auto", "fp32", "bf16")),
+        sample_every=params.int(c + "sample_every", D.sample_every, lo=1),
+        log_every=params.int(c + "log_every", D.log_every, lo=1),
     )
     if cfg.lr_decay_epochs > cfg.epochs:
-        raise UserError(f"{params.source}: cyclegan.lr_decay_epochs ({cfg.lr_decay_epochs}) must be <= "
-                        f"cyclegan.epochs ({cfg.epochs})")
+        raise UserError(f"{params.source}: cyclegan.train.lr_decay_epochs ({cfg.lr_decay_epochs}) must be <= "
+                        f"cyclegan.train.epochs ({cfg.epochs})")
     return cfg
 
 
@@ -242,7 +273,8 @@ def load_training_data(cfg: TrainConfig, data_dir: Path, cam_dir: Path,
     size = tuple(x.images.shape[-2:])
     if tuple(y.images.shape[-2:]) != size or size[0] != size[1] or size[0] % 4 or size[0] < 24:
         raise UserError(f"training images must be square, the same size in both domains, divisible by 4 and "
-                        f">= 24 px (resize.size); got human {tuple(x.images.shape[-2:])}, character {tuple(y.images.shape[-2:])}")
+                        f">= 24 px (resize.size); got human {tuple(x.images.shape[-2:])}, "
+                        f"character {tuple(y.images.shape[-2:])}")
     return x, y
 
 
@@ -565,6 +597,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                 t0 = time.perf_counter()
                 x, cx = _gather(X, sx.take(cfg.batch_size), device)
                 y, cy = _gather(Y, sy.take(cfg.batch_size), device)
+                lr_used = model.opt_G.param_groups[0]["lr"]
                 losses = model.step(x, y, cx, cy)
                 elapsed += time.perf_counter() - t0
                 for k, v in losses.items():
@@ -578,7 +611,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                     live.step = step + 1
                     for k, v in acc.items():
                         live.log_metric(k, v / n_acc)
-                    live.log_metric("lr", model.opt_G.param_groups[0]["lr"])
+                    live.log_metric("lr", lr_used)  # the lr of the window's last step
                     live.log_metric("images_per_s", n_acc * imgs_per_step / max(now - t_win, 1e-9))
                     bar.update(task, info=f"cyc {acc['loss_cyc'] / n_acc:.3f} D {acc['loss_D'] / n_acc:.3f}")
                     acc, n_acc, t_win = {}, 0, now
