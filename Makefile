@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# stages call `face2anime`, so the venv's bin must be on PATH for dvc
+export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup repro test bench clean-venv

@@ -1,7 +1,8 @@
 """Stage 1, ``download``: materialise the raw human and character face images.
 
-Writes ``data/raw/{human,character}/*``, ``data/raw/manifest.csv`` and a contact sheet
-``reports/contact_sheet.png``. ``download.source`` picks the source: ``synthetic`` (default,
+Writes ``data/raw/{human,character}/*``, ``data/raw/manifest.csv``, a contact sheet
+``reports/contact_sheet.png`` and ``metrics/download.json`` (images per domain; for real
+sources the archive entries refused with their reasons and the non-image files skipped). ``download.source`` picks the source: ``synthetic`` (default,
 offline, procedural; see :mod:`stages.synthetic`) or a real one handled by
 :mod:`stages.realdata` (``ffhq``, ``animeface``, ``selfie2anime``, ``local``).
 """
@@ -14,7 +15,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from stages.common import Params, UserError, load_params, rel, save_csv
+from stages.common import Params, UserError, load_params, rel, save_csv, write_json
 
 SOURCES = ("synthetic", "ffhq", "animeface", "selfie2anime", "local")
 RAW_DIR = Path("data/raw")
@@ -23,7 +24,8 @@ DOWNLOAD_CACHE = Path(".downloads")  # resumable partial downloads; not a DVC ou
 
 
 def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONTACT_SHEET,
-             cache_dir: Path = DOWNLOAD_CACHE, progress: bool = True) -> pd.DataFrame:
+             cache_dir: Path = DOWNLOAD_CACHE, metrics_path: Path = Path("metrics/download.json"),
+             progress: bool = True) -> pd.DataFrame:
     """Fill ``raw_dir`` from ``download.source`` and return the manifest it wrote.
 
     The manifest has one row per image: ``id``, ``domain`` (human|character), ``file``
@@ -49,10 +51,12 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
             progress=progress,
         )
         manifest["aligned"] = True
+        report: dict = {"source": source}
     else:
         from stages import realdata
 
         manifest = realdata.collect(source, params.dict("download"), staging, cache_dir, progress=progress)
+        report = dict(manifest.attrs.get("collect_report", {"source": source}))
     counts = manifest["domain"].value_counts()
     for domain in ("human", "character"):
         if counts.get(domain, 0) == 0:
@@ -63,6 +67,15 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
         shutil.rmtree(raw_dir)
     staging.rename(raw_dir)
     _contact_sheet(manifest, raw_dir, contact_sheet)
+    report["images"] = {d: int(counts.get(d, 0)) for d in ("human", "character")}
+    if "clean" in manifest.columns and manifest["clean"].notna().all():
+        report["hard_human"] = int((~manifest.loc[manifest["domain"] == "human", "clean"].astype(bool)).sum())
+    report["refused"] = report.get("refused", [])[:50]  # examples; totals are in refused_by_reason
+    write_json(metrics_path, report)
+    for reason, n in report.get("refused_by_reason", {}).items():
+        Console().print(f"download: refused {n} archive entries: {reason}")
+    if report.get("skipped_files"):
+        Console().print(f"download: skipped {report['skipped_files']} non-image files")
     Console().print(
         f"download: {source}: {counts.get('human', 0)} human, {counts.get('character', 0)} character "
         f"images -> {rel(raw_dir)}; contact sheet {rel(contact_sheet)}"
