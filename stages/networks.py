@@ -9,8 +9,8 @@ conv0       3 -> ngf      7         1       reflection pad 3, IN, ReLU   ngf  x 
 conv1       ngf -> 2ngf   3         2       pad 1, IN, ReLU              2ngf x H/2 x W/2
 conv2       2ngf -> 4ngf  3         2       pad 1, IN, ReLU              4ngf x H/4 x W/4
 res0..      4ngf -> 4ngf  3 (x2)    1       reflection pad 1, IN, ReLU   4ngf x H/4 x W/4
-conv3       4ngf -> 2ngf  3         2 up    ConvTranspose, out_pad 1     2ngf x H/2 x W/2
-conv4       2ngf -> ngf   3         2 up    ConvTranspose, out_pad 1     ngf  x H   x W
+conv3       4ngf -> 2ngf  3         2 up    ConvTranspose or resize+conv 2ngf x H/2 x W/2
+conv4       2ngf -> ngf   3         2 up    ConvTranspose or resize+conv ngf  x H   x W
 conv5       ngf -> 3      7         1       reflection pad 3, tanh       3    x H   x W
 ==========  ============  ========  ======  ===========================  ===============
 
@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ATTENTION_MODES = ("residual", "multiply")
+UPSAMPLES = ("transpose", "resize")
 
 
 def cam_weight(cam: torch.Tensor | None, size: tuple[int, int], mode: str,
@@ -105,6 +106,15 @@ class ResidualBlock(nn.Module):
         return h + r
 
 
+def _up(c_in: int, c_out: int, mode: str) -> list[nn.Module]:
+    """A x2 upsampling 3x3 conv: ``transpose`` = ConvTranspose2d(stride 2, output_padding 1)
+    (CycleGAN's); ``resize`` = nearest x2 then a 3x3 conv (no checkerboard artefacts,
+    Odena et al. 2016). Same output shape and about the same cost."""
+    if mode == "transpose":
+        return [nn.ConvTranspose2d(c_in, c_out, 3, 2, 1, output_padding=1)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+
+
 class Generator(nn.Module):
     """ResNet generator ``[B, 3, H, W] -> [B, 3, H, W]`` in [-1, 1] (tanh); H, W divisible by 4.
 
@@ -112,21 +122,23 @@ class Generator(nn.Module):
         ngf: width of conv0 (paper: 64); the residual blocks run at ``4 * ngf`` channels.
         n_res: number of residual blocks (paper: 4).
         attention_mode: ``residual`` (a = 1 + cam) or ``multiply`` (a = cam); see module doc.
+        upsample: conv3/conv4 as ``transpose`` convs or ``resize`` (nearest x2 + conv).
     """
 
-    def __init__(self, ngf: int = 64, n_res: int = 4, attention_mode: str = "residual"):
+    def __init__(self, ngf: int = 64, n_res: int = 4, attention_mode: str = "residual",
+                 upsample: str = "transpose"):
         super().__init__()
         if attention_mode not in ATTENTION_MODES:
             raise ValueError(f"attention_mode must be one of {ATTENTION_MODES}, got {attention_mode!r}")
-        self.ngf, self.n_res, self.attention_mode = ngf, n_res, attention_mode
+        if upsample not in UPSAMPLES:
+            raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
+        self.ngf, self.n_res, self.attention_mode, self.upsample = ngf, n_res, attention_mode, upsample
         self.conv0 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), _norm(ngf), nn.ReLU(True))
         self.conv1 = nn.Sequential(nn.Conv2d(ngf, 2 * ngf, 3, 2, 1), _norm(2 * ngf), nn.ReLU(True))
         self.conv2 = nn.Sequential(nn.Conv2d(2 * ngf, 4 * ngf, 3, 2, 1), _norm(4 * ngf), nn.ReLU(True))
         self.res = nn.ModuleList(ResidualBlock(4 * ngf) for _ in range(n_res))
-        self.conv3 = nn.Sequential(nn.ConvTranspose2d(4 * ngf, 2 * ngf, 3, 2, 1, output_padding=1),
-                                   _norm(2 * ngf), nn.ReLU(True))
-        self.conv4 = nn.Sequential(nn.ConvTranspose2d(2 * ngf, ngf, 3, 2, 1, output_padding=1),
-                                   _norm(ngf), nn.ReLU(True))
+        self.conv3 = nn.Sequential(*_up(4 * ngf, 2 * ngf, upsample), _norm(2 * ngf), nn.ReLU(True))
+        self.conv4 = nn.Sequential(*_up(2 * ngf, ngf, upsample), _norm(ngf), nn.ReLU(True))
         self.conv5 = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh())
 
     def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:

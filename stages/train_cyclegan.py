@@ -57,7 +57,7 @@ from torch import nn
 from stages.common import (Params, UserError, autocast, load_params, pick_device, rel, save_csv, save_image,
                            seed_everything, torch_load, torch_save, write_json)
 from stages.data import RESIZED_DIR, load_images, read_manifest, rows, to_model, to_pil
-from stages.networks import ATTENTION_MODES, Discriminator, Generator, init_weights
+from stages.networks import ATTENTION_MODES, UPSAMPLES, Discriminator, Generator, init_weights
 
 MODEL_ROOT = Path("models/cyclegan")
 LIVE_ROOT = Path("metrics/cyclegan")
@@ -96,6 +96,7 @@ class TrainConfig:
     gan_loss: str = "vanilla"
     pool_size: int = 50
     attention_mode: str = "residual"
+    upsample: str = "transpose"
     precision: str = "auto"
     sample_every: int = 1
     log_every: int = 25
@@ -169,6 +170,7 @@ def read_config(method: str, params: Params) -> TrainConfig:
         gan_loss=params.str(c + "gan_loss", D.gan_loss, choices=("vanilla", "lsgan")),
         pool_size=params.int(c + "pool_size", D.pool_size, lo=0),
         attention_mode=params.str(c + "attention_mode", D.attention_mode, choices=ATTENTION_MODES),
+        upsample=params.str(c + "upsample", D.upsample, choices=UPSAMPLES),
         precision=params.str("precision", D.precision, choices=("auto", "fp32", "bf16")),
         sample_every=params.int(c + "sample_every", D.sample_every, lo=1),
         log_every=params.int(c + "log_every", D.log_every, lo=1),
@@ -367,8 +369,8 @@ class CycleGAN:
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg, self.device = cfg, device
         gen = torch.Generator().manual_seed(cfg.seed)
-        self.G_XY = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode), gen).to(device)
-        self.G_YX = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode), gen).to(device)
+        self.G_XY = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
+        self.G_YX = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
         self.D_X = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
         self.D_Y = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
         betas = (cfg.beta1, cfg.beta2)
@@ -646,6 +648,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
     write_json(out_dir / "config.json", {
         "method": method, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
+        "upsample": cfg.upsample,
         "ngf": cfg.ngf, "ndf": cfg.ndf, "n_res": cfg.n_res, "size": size, "cam_size": None if X.cams is None
         else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
         "epochs": cfg.epochs, "steps": steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
@@ -673,7 +676,8 @@ def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.d
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path} not found: train the model first (dvc repro train_cyclegan)")
     config = json.loads(cfg_path.read_text())
-    net = Generator(int(config["ngf"]), int(config["n_res"]), str(config["attention_mode"]))
+    net = Generator(int(config["ngf"]), int(config["n_res"]), str(config["attention_mode"]),
+                    str(config.get("upsample", "transpose")))
     net.load_state_dict(torch_load(Path(model_dir) / f"G_{direction}.pt"))
     net.to(device).eval()
     net.attention = bool(config["attention"])  # type: ignore[assignment]

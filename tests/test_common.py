@@ -67,12 +67,13 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
+class Evil:
+    """An arbitrary object: a weights_only load must refuse to unpickle it."""
+
+
 def test_checkpoint_roundtrip_is_weights_only(tmp_path: Path) -> None:
     torch_save({"w": torch.ones(2)}, tmp_path / "c.pt")
     assert torch.equal(torch_load(tmp_path / "c.pt")["w"], torch.ones(2))
-
-    class Evil:
-        pass
 
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(Exception):

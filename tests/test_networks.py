@@ -14,8 +14,9 @@ def _net(cls, *args):
 
 @pytest.mark.parametrize("size", [16, 32, 64])
 @pytest.mark.parametrize("ngf,n_res", [(4, 0), (8, 2)])
-def test_generator_shape(size: int, ngf: int, n_res: int) -> None:
-    g = _net(Generator, ngf, n_res)
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_generator_shape(size: int, ngf: int, n_res: int, upsample: str) -> None:
+    g = _net(Generator, ngf, n_res, "residual", upsample)
     x = torch.rand(2, 3, size, size) * 2 - 1
     y = g(x)
     assert y.shape == x.shape
