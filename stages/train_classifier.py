@@ -33,6 +33,32 @@ SEED_OFFSETS = {"classifier": 0, "judge": 7919}
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Randomly blur (Gaussian, sigma 0.4-1.2 px) and/or add noise (std up to 12 of 255) to
+    each uint8 image with probability ``p`` each, identically for both classes.
+
+    Used for the judge: it makes low-level sharpness and noise useless as class cues, so the
+    judge decides "character" from face content (eye/mouth shapes, flat fills) instead of
+    from how crisp a GAN's output happens to be.
+    """
+    xf = x.float()
+    b = len(x)
+    blur = torch.rand(b, generator=g) < p
+    if blur.any():
+        sigma = 0.4 + 0.8 * torch.rand(1, generator=g).item()
+        r = torch.arange(-2, 3, dtype=torch.float32)
+        k = torch.exp(-r ** 2 / (2 * sigma ** 2))
+        k = (k / k.sum())
+        k2 = (k[:, None] * k[None, :]).expand(3, 1, 5, 5)
+        blurred = F.conv2d(F.pad(xf, (2, 2, 2, 2), mode="replicate"), k2, groups=3)
+        xf = torch.where(blur[:, None, None, None], blurred, xf)
+    noise = torch.rand(b, generator=g) < p
+    if noise.any():
+        std = 12.0 * torch.rand(b, 1, 1, 1, generator=g)
+        xf = xf + torch.where(noise[:, None, None, None], std, torch.zeros_like(std)) * torch.randn(xf.shape, generator=g)
+    return xf.round().clamp(0, 255).to(torch.uint8)
+
+
 def augment(x: torch.Tensor, g: torch.Generator, shift: int = 2) -> torch.Tensor:
     """Random horizontal flip and a random translation of up to ``shift`` px (reflect pad)."""
     b, _, h, w = x.shape
@@ -48,7 +74,7 @@ def augment(x: torch.Tensor, g: torch.Generator, shift: int = 2) -> torch.Tensor
 def fit(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         idx_target: torch.Tensor | dict, *, epochs: int, batch_size: int, lr: float, seed: int,
         device: torch.device, live=None, evaluate: Callable[[], dict] | None = None,
-        desc: str = "train", precision: str = "auto") -> list[dict]:
+        desc: str = "train", precision: str = "auto", degrade_p: float = 0.0) -> list[dict]:
     """Train ``model`` on uint8 images ``x [N,3,S,S]`` with targets (tensor or dict of tensors).
 
     ``loss_fn(output, target_batch)`` computes the loss; ``evaluate()`` (optional) returns held-out
@@ -70,7 +96,10 @@ def fit(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor, torc
             total, seen = 0.0, 0
             for i in range(0, n, batch_size):
                 b = perm[i:i + batch_size]
-                xb = to_model(augment(x[b], g)).to(device, memory_format=torch.channels_last)
+                xa = augment(x[b], g)
+                if degrade_p > 0:
+                    xa = degrade(xa, g, degrade_p)
+                xb = to_model(xa).to(device, memory_format=torch.channels_last)
                 tb = ({k: v[b].to(device) for k, v in idx_target.items()} if isinstance(idx_target, dict)
                       else idx_target[b].to(device))
                 with autocast(device, precision):
@@ -124,6 +153,7 @@ def classifier_config(params: Params, role: str) -> dict:
         "batch_size": params.int(f"{k}.batch_size", lo=1),
         "lr": params.float(f"{k}.lr", lo=0.0),
         "train_share": params.float(f"{k}.train_share", 1.0, lo=0.1, hi=1.0),
+        "degrade": params.float(f"{k}.degrade", 0.0, lo=0.0, hi=1.0),
         "pretrained": params.str(f"{k}.pretrained", ""),
         "seed": params.int("seed", lo=0) + SEED_OFFSETS[role],
         "precision": params.str("precision", choices=PRECISIONS),
@@ -159,7 +189,7 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
               report=None) as live:
         history = fit(model, x, F.cross_entropy, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                       lr=cfg["lr"], seed=cfg["seed"], device=device, live=live, evaluate=held_out, desc=role,
-                      precision=cfg["precision"])
+                      precision=cfg["precision"], degrade_p=cfg["degrade"])
     seconds = time.perf_counter() - t0
     final = history[-1]
     logits = predict(model, xt, device)
