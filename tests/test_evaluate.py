@@ -24,7 +24,7 @@ def labelled(tmp_path_factory) -> tuple[Path, pd.DataFrame, Path]:
     manifest.loc[manifest.index[-2:], "split"] = "test"
     manifest.to_csv(data / "manifest.csv", index=False)
     params = Params({"device": "cpu", "precision": "fp32", "seed": 0,
-                     "attributes": {"widths": [16, 32, 64], "epochs": 40, "batch_size": 16, "lr": 0.003}})
+                     "attributes": {"widths": [16, 32, 64], "epochs": 80, "batch_size": 16, "lr": 0.003}})
     train_attributes(params, data_dir=data, model_dir=root / "model", metrics_path=root / "attributes.json")
     return data, manifest, root / "model"
 

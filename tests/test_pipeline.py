@@ -48,7 +48,13 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path) -> None
     # dependants only: never download/resize/classifier/cam, nor the baseline's training
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "results"], project)
-    exp = run([DVC, "exp", "run", "-S", "select.threshold=0.01"], project)
+    # a threshold that keeps only the 8 best-scored humans, so the selection really changes
+    import pandas as pd
+
+    scores = pd.read_csv(project / "data/cam/scores.csv")["part_focus"].sort_values(ascending=False)
+    threshold = float(scores.iloc[7])
+    exp = run([DVC, "exp", "run", "-S", f"select.threshold={threshold!r}"], project)
+    assert json.loads((project / "metrics/select.json").read_text())["selected"] <= 8
     ran = stages_run(exp.stdout)
     assert "select" in ran and "train_cyclegan@proposed" in ran, exp.stdout
     assert not ran & {"download", "resize", "train_classifier", "cam", "train_attributes",
