@@ -8,6 +8,8 @@ collects ``metrics/eval/*.json`` of that experiment, and writes ``metrics/seeds.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,14 +51,24 @@ def markdown(summary: dict[str, dict[str, dict]], seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dvc_executable() -> str:
+    """The dvc installed beside this Python (the venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / "dvc"
+    return str(beside) if beside.is_file() else (shutil.which("dvc") or "dvc")
+
+
 def run_seeds(seeds: list[int], params_file: Path = Path("params.yaml"), metrics_dir: Path = Path("metrics"),
-              reports_dir: Path = Path("reports"), dvc: str = "dvc") -> dict:
+              reports_dir: Path = Path("reports"), dvc: str | None = None) -> dict:
     methods = list(load_params(params_file).dict("cyclegan.methods"))
     runs: dict[int, dict[str, dict]] = {}
     for seed in seeds:
         Console().print(f"[bold]seeds: dvc exp run -S cyclegan.train.seed={seed}[/]")
-        res = subprocess.run([dvc, "exp", "run", "-S", f"cyclegan.train.seed={seed}"], stdout=sys.stdout,
-                             stderr=sys.stderr)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        try:
+            res = subprocess.run([dvc or dvc_executable(), "exp", "run", "-S", f"cyclegan.train.seed={seed}"],
+                                 env=env)
+        except FileNotFoundError:
+            raise UserError("dvc not found: run `make repro` once (it installs dvc into .venv)") from None
         if res.returncode != 0:
             raise UserError(f"dvc exp run for seed {seed} failed (exit {res.returncode})")
         runs[seed] = {m: json.loads((metrics_dir / "eval" / f"{m}.json").read_text()) for m in methods}
