@@ -26,7 +26,7 @@ from rich.progress import track
 
 from stages.classifiers import find_layer
 from stages.common import Params, UserError, atomic_path, load_params, pick_device, rel, save_csv, write_json
-from stages.data import RESIZED_DIR, load_split, read_manifest, to_model, to_pil
+from stages.data import RESIZED_DIR, is_clean, load_split, read_manifest, to_model, to_pil
 from stages.train_classifier import LABELS, MODEL_DIR, load_classifier
 
 CAM_DIR = Path("data/cam")
@@ -201,7 +201,7 @@ def cam_metrics(scores: pd.DataFrame, method: str) -> dict:
                "boxes_from": {k: int(v) for k, v in scores["boxes_from"].value_counts().items()},
                "no_parts_found": int((scores["boxes_from"] == "none").sum())}
     if "clean" in scores.columns and scores["clean"].notna().all():
-        clean = scores["clean"].astype(str).str.lower().isin(["true", "1"])
+        clean = is_clean(scores["clean"])
         m["part_focus_clean_mean"] = float(pf[clean].mean()) if clean.any() else None
         m["part_focus_hard_mean"] = float(pf[~clean].mean()) if (~clean).any() else None
         if "hard_kind" in scores.columns and (~clean).any():

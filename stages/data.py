@@ -53,6 +53,11 @@ def load_split(manifest: pd.DataFrame, domain: str, split: str | None,
     return r, load_images(r["file"], data_dir)
 
 
+def is_clean(s: pd.Series) -> pd.Series:
+    """The manifest's ``clean`` flag as bool, however pandas read it (bool, 'True', 1, 1.0)."""
+    return s.astype(str).str.lower().isin(["true", "1", "1.0"])
+
+
 def to_model(x: torch.Tensor) -> torch.Tensor:
     """uint8 ``[B, 3, H, W]`` in [0, 255] -> float ``[B, 3, H, W]`` in [-1, 1]."""
     return x.float().div_(127.5).sub_(1.0)

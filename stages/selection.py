@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from stages.common import Params, UserError, load_params, rel, save_csv, write_json
+from stages.data import is_clean
 
 SCORES = Path("data/cam/scores.csv")
 SELECTED = Path("data/select/selected.csv")
@@ -46,10 +47,6 @@ def select(scores: pd.DataFrame, threshold: float, max_images: int, min_images: 
         )
     chosen.insert(2, "rank", np.arange(1, len(chosen) + 1))
     return chosen
-
-
-def is_clean(s: pd.Series) -> pd.Series:
-    return s.astype(str).str.lower().isin(["true", "1", "1.0"])
 
 
 def select_metrics(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: float, max_images: int) -> dict:
