@@ -26,6 +26,7 @@ from stages.classifiers import ARCHS, build_classifier
 from stages.common import (Params, UserError, autocast, load_params, pick_device, rel, seed_everything,
                            torch_load, torch_save, write_json)
 from stages.data import RESIZED_DIR, load_split, read_manifest, to_model
+from stages.measures import gaussian_window
 
 MODEL_DIR = Path("models/classifier")
 LABELS = {"human": 0, "character": 1}
@@ -46,10 +47,7 @@ def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor
     blur = torch.rand(b, generator=g) < p
     if blur.any():
         sigma = 0.4 + 0.8 * torch.rand(1, generator=g).item()
-        r = torch.arange(-2, 3, dtype=torch.float32)
-        k = torch.exp(-r ** 2 / (2 * sigma ** 2))
-        k = (k / k.sum())
-        k2 = (k[:, None] * k[None, :]).expand(3, 1, 5, 5)
+        k2 = gaussian_window(5, sigma).expand(3, 1, 5, 5)
         blurred = F.conv2d(F.pad(xf, (2, 2, 2, 2), mode="replicate"), k2, groups=3)
         xf = torch.where(blur[:, None, None, None], blurred, xf)
     noise = torch.rand(b, generator=g) < p
