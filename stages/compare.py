@@ -38,7 +38,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, float]:
 def comparison(evals: dict[str, dict], reference: str, candidate: str) -> dict[str, dict[str, float | None]]:
     """``{metric: {method: value|None, 'delta': candidate - reference | None}}``."""
     flat = {m: flatten(e) for m, e in evals.items()}
-    metrics = sorted({k for f in flat.values() for k in f if k not in SKIP})
+    metrics = sorted({k for f in flat.values() for k in f if k not in SKIP and not k.endswith(".n")})  # .n: counts
     table: dict[str, dict[str, float | None]] = {}
     for k in metrics:
         row: dict[str, float | None] = {m: flat[m].get(k) for m in evals}

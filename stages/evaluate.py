@@ -3,7 +3,10 @@
 ``metrics/eval/METHOD.json``:
 
 - ``char_rate``: share of translated human test images the *judge* calls "character"
-  (the paper's table 4). The judge never guided training.
+  (the paper's table 4). The judge never guided training. ``char_rate_by_kind`` splits it
+  into ``clean`` and ``hard`` sources (and per hard kind, with counts) where the data says
+  which is which (synthetic data); null otherwise. Character training images are all clean,
+  so an occluder or a tiny off-centre face that survives translation reads as "human".
 - ``attr_preservation``: the attribute predictor (trained on real character images) on each
   translation vs the *source* human's ground-truth attributes: ``per_attribute``, ``mean``,
   ``chance`` (always guessing the sources' most common value), ``chance_uniform`` and the
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import typer
@@ -30,7 +34,7 @@ from rich.console import Console
 
 from stages.cam import compute_cams
 from stages.common import Params, UserError, load_params, pick_device, write_json
-from stages.data import RESIZED_DIR, load_images, load_split, read_manifest, to_model
+from stages.data import RESIZED_DIR, is_clean, load_images, load_split, read_manifest, to_model
 from stages.inference import CYCLEGAN_DIR, Translator
 from stages.measures import edge_ssim, kid, soft_iou
 from stages.train_attributes import accuracy, chance, encode, load_attribute_model, predict_attributes
@@ -47,6 +51,25 @@ def judge_features(judge: torch.nn.Module, x: torch.Tensor, device: torch.device
 
 def char_rate(judge: torch.nn.Module, x: torch.Tensor, device: torch.device) -> float:
     return float((predict(judge, x, device).argmax(1) == LABELS["character"]).float().mean())
+
+
+def char_rate_by_kind(judge: torch.nn.Module, fake: torch.Tensor, sources: pd.DataFrame,
+                      device: torch.device) -> dict | None:
+    """char_rate of clean vs hard sources and per ``hard_kind`` (``{kind: {char_rate, n}}``);
+    None when the manifest does not label clean/hard."""
+    if "clean" not in sources.columns or sources["clean"].isna().any():
+        return None
+    clean = is_clean(sources["clean"]).to_numpy()
+    kinds = sources["hard_kind"].fillna("").astype(str).to_numpy() if "hard_kind" in sources.columns \
+        else np.where(clean, "", "hard")
+    is_char = (predict(judge, fake, device).argmax(1) == LABELS["character"]).numpy()
+
+    def group(mask: np.ndarray) -> dict:
+        return {"char_rate": float(is_char[mask].mean()) if mask.any() else None, "n": int(mask.sum())}
+
+    out = {"clean": group(clean), "hard": group(~clean)}
+    out.update({k: group(kinds == k) for k in sorted(set(kinds[~clean])) if k})
+    return out
 
 
 def attr_preservation(fake: torch.Tensor, sources: pd.DataFrame, model_dir: Path, device: torch.device,
@@ -101,6 +124,7 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
         "method": method,
         "n_test": len(src),
         "char_rate": char_rate(judge, fake, device),
+        "char_rate_by_kind": char_rate_by_kind(judge, fake, src_rows, device),
         "attr_preservation": attr_preservation(fake, src_rows, attributes_dir, device, predictor_metrics),
         "edge_ssim": float(edge_ssim(src.float() / 255, fake.float() / 255).mean()),
         "cam_overlap": float(soft_iou(torch.from_numpy(cam_src), torch.from_numpy(cam_fake)).mean()),
@@ -113,7 +137,9 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
     write_json(metrics_dir / "eval" / f"{method}.json", m)
     ap = m["attr_preservation"]
     Console().print(
-        f"evaluate[{method}]: char_rate {m['char_rate']:.3f}, "
+        f"evaluate[{method}]: char_rate {m['char_rate']:.3f}"
+        + (f" (clean {by['clean']['char_rate'] or 0:.2f}, hard {by['hard']['char_rate'] or 0:.2f}), "
+           if (by := m["char_rate_by_kind"]) else ", ")
         + (f"attr_preservation {ap['mean']:.3f} (chance {ap['chance']:.3f}), " if ap else "attr_preservation n/a, ")
         + f"edge_ssim {m['edge_ssim']:.3f}, cam_overlap {m['cam_overlap']:.3f}, "
           f"kid_judge {kid_mean:.4f}±{kid_std:.4f}, cycle_l1 {m['cycle_l1']['human']:.3f}")

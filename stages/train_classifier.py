@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 import typer
 from rich.console import Console
 from rich.progress import Progress
@@ -35,15 +36,26 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Randomly blur (Gaussian, sigma 0.4-1.2 px) and/or add noise (std up to 12 of 255) to
-    each uint8 image with probability ``p`` each, identically for both classes.
+    """Randomly degrade each uint8 image ``[B, 3, H, W]``, identically for both classes, each
+    with probability ``p``: a global colour change (brightness x0.7-1.3, contrast x0.6-1.5,
+    saturation x0.4-1.6, torchvision's ``adjust_*``), a Gaussian blur (sigma 0.4-1.2 px) and
+    additive noise (std up to 12 of 255).
 
-    Used for the judge: it makes low-level sharpness and noise useless as class cues, so the
-    judge decides "character" from face content (eye/mouth shapes, flat fills) instead of
-    from how crisp a GAN's output happens to be.
+    Used for the judge: it makes sharpness, noise and global colour useless as class cues
+    (both domains draw them from the same distributions), so the judge decides "character"
+    from face content (eye/mouth shapes, flat fills), not from how crisp or how tinted a
+    GAN's output happens to be.
     """
-    xf = x.float()
     b = len(x)
+    colour = torch.rand(b, generator=g) < p
+    if colour.any():
+        f = torch.rand(b, 3, generator=g) * torch.tensor([0.6, 0.9, 1.2]) + torch.tensor([0.7, 0.6, 0.4])
+        x = x.clone()
+        for i in colour.nonzero().flatten().tolist():
+            xi = TF.adjust_brightness(x[i], float(f[i, 0]))
+            xi = TF.adjust_contrast(xi, float(f[i, 1]))
+            x[i] = TF.adjust_saturation(xi, float(f[i, 2]))
+    xf = x.float()
     blur = torch.rand(b, generator=g) < p
     if blur.any():
         sigma = 0.4 + 0.8 * torch.rand(1, generator=g).item()

@@ -36,6 +36,7 @@ output) lets a killed run resume bit-exactly on CPU; it is deleted on success.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import shutil
@@ -66,7 +67,7 @@ CAM_DIR = Path("data/cam")
 SELECT_CSV = Path("data/select/selected.csv")
 SUBSETS = ("random", "selected")
 N_SAMPLES = 4          # images per domain in each sample picture
-CKPT_VERSION = 1
+CKPT_VERSION = 2
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "lr", "images_per_s")
 
@@ -95,6 +96,7 @@ class TrainConfig:
     lambda_idt: float = 0.5
     gan_loss: str = "vanilla"
     pool_size: int = 50
+    ema: float = 0.0
     attention_mode: str = "residual"
     upsample: str = "transpose"
     precision: str = "auto"
@@ -169,6 +171,7 @@ def read_config(method: str, params: Params) -> TrainConfig:
         lambda_cyc=params.float(c + "lambda_cyc", lo=0), lambda_idt=params.float(c + "lambda_idt", D.lambda_idt, lo=0),
         gan_loss=params.str(c + "gan_loss", D.gan_loss, choices=("vanilla", "lsgan")),
         pool_size=params.int(c + "pool_size", D.pool_size, lo=0),
+        ema=params.float(c + "ema", D.ema, lo=0.0, hi=0.9999),
         attention_mode=params.str(c + "attention_mode", D.attention_mode, choices=ATTENTION_MODES),
         upsample=params.str(c + "upsample", D.upsample, choices=UPSAMPLES),
         precision=params.str("precision", D.precision, choices=("auto", "fp32", "bf16")),
@@ -364,6 +367,11 @@ class CycleGAN:
     ``step(x, y, cx, cy)`` runs one CycleGAN optimisation step on a human batch ``x`` and a
     character batch ``y`` (float ``[B, 3, H, W]`` in [-1, 1]) with their CAMs (``[B, 1, h, w]``
     or None) and returns the (fp32, detached) losses as floats.
+
+    With ``cfg.ema > 0`` it also keeps an exponential moving average of both generators'
+    weights (``w_ema <- ema * w_ema + (1 - ema) * w`` after every step); :meth:`generators`
+    returns those averaged copies, which are what gets saved and sampled. Averaging over the
+    last ~1/(1-ema) steps damps the step-to-step oscillation of adversarial training.
     """
 
     def __init__(self, cfg: TrainConfig, device: torch.device):
@@ -386,9 +394,20 @@ class CycleGAN:
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
         self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with cam_y
         self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with cam_x
+        self.ema = {k: copy.deepcopy(g).requires_grad_(False) for k, g in
+                    (("G_XY", self.G_XY), ("G_YX", self.G_YX))} if cfg.ema > 0 else {}
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G_XY": self.G_XY, "G_YX": self.G_YX, "D_X": self.D_X, "D_Y": self.D_Y}
+
+    def generators(self) -> dict[str, nn.Module]:
+        """The generators to save and sample: the EMA copies when ``cfg.ema > 0``, else the trained ones."""
+        return self.ema or {"G_XY": self.G_XY, "G_YX": self.G_YX}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        for k, avg in self.ema.items():
+            torch._foreach_lerp_(list(avg.parameters()), list(self.nets()[k].parameters()), 1.0 - self.cfg.ema)
 
     def _ac(self):
         return autocast(self.device, self.cfg.precision)
@@ -429,10 +448,12 @@ class CycleGAN:
         self.opt_D.step()
         self.sched_G.step()
         self.sched_D.step()
+        self._update_ema()
         return {"loss_G_adv": adv.item(), "loss_D": loss_D.item(), "loss_cyc": cyc.item(), "loss_idt": idt.item()}
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: v.state_dict() for k, v in self.nets().items()}
+        out.update({f"ema_{k}": v.state_dict() for k, v in self.ema.items()})
         out.update(opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
                    sched_G=self.sched_G.state_dict(), sched_D=self.sched_D.state_dict(),
                    pool_X=self.pool_X.state_dict(), pool_Y=self.pool_Y.state_dict())
@@ -441,6 +462,8 @@ class CycleGAN:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, net in self.nets().items():
             net.load_state_dict(state[k])
+        for k, net in self.ema.items():
+            net.load_state_dict(state[f"ema_{k}"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         self.sched_G.load_state_dict(state["sched_G"])
@@ -492,11 +515,12 @@ def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: tor
     """Rows: humans | G_XY(humans) | characters | G_YX(characters); saved as PNG to ``path``."""
     from torchvision.utils import make_grid
 
+    g = model.generators()
     with torch.no_grad(), model._ac():
-        model.G_XY.eval(), model.G_YX.eval()
-        fy = model.G_XY(xs, cxs).float()
-        fx = model.G_YX(ys, cys).float()
-        model.G_XY.train(), model.G_YX.train()
+        g["G_XY"].eval(), g["G_YX"].eval()
+        fy = g["G_XY"](xs, cxs).float()
+        fx = g["G_YX"](ys, cys).float()
+        g["G_XY"].train(), g["G_YX"].train()
     grid = make_grid(torch.cat([xs, fy, ys, fx]).cpu(), nrow=xs.shape[0], padding=2, value_range=(-1, 1),
                      normalize=True, pad_value=1.0)
     save_image(to_pil(grid * 2 - 1), path)
@@ -643,7 +667,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         live.summary[k] = v
     live.end()
 
-    for name, net in model.nets().items():
+    for name, net in {**model.nets(), **model.generators()}.items():  # generators: the EMA copies if any
         torch_save({k: v.detach().float().cpu() for k, v in net.state_dict().items()}, out_dir / f"{name}.pt")
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
     write_json(out_dir / "config.json", {
@@ -652,7 +676,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         "ngf": cfg.ngf, "ndf": cfg.ndf, "n_res": cfg.n_res, "size": size, "cam_size": None if X.cams is None
         else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
         "epochs": cfg.epochs, "steps": steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
-        "precision": cfg.precision, "device": device.type, "gan_loss": cfg.gan_loss, "lambda_cyc": cfg.lambda_cyc,
+        "precision": cfg.precision, "device": device.type, "gan_loss": cfg.gan_loss, "ema": cfg.ema, "lambda_cyc": cfg.lambda_cyc,
         "lambda_idt": cfg.lambda_idt, "config_hash": chash})
     if ckpt_path.is_file():
         ckpt_path.unlink()

@@ -110,3 +110,17 @@ def test_select_metrics_precision_vs_base_rate() -> None:
     assert m["precision_gain"] == pytest.approx(0.4)
     no_labels = s.assign(clean=np.nan)
     assert select_metrics(no_labels, select(no_labels, 0.2, 10, 1), 0.2, 10)["precision"] is None
+
+
+def test_judge_degrade_is_seeded_and_changes_colour_blur_noise() -> None:
+    from stages.train_classifier import degrade
+
+    x = torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8)
+    assert torch.equal(degrade(x, torch.Generator().manual_seed(0), p=0.0), x)
+    a = degrade(x, torch.Generator().manual_seed(1), p=1.0)
+    b = degrade(x, torch.Generator().manual_seed(1), p=1.0)
+    assert a.dtype == torch.uint8 and a.shape == x.shape and torch.equal(a, b)
+    # every image changed, and not only by noise: the per-image mean colour moves too
+    assert ((a.float() - x.float()).abs().mean((1, 2, 3)) > 1).all()
+    shift = (a.float().mean((2, 3)) - x.float().mean((2, 3))).abs().amax(1)
+    assert (shift > 2).float().mean() > 0.5

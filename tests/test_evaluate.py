@@ -45,3 +45,26 @@ def test_noise_translation_scores_about_chance(labelled) -> None:
     res = attr_preservation(noise, chars, model_dir, torch.device("cpu"), None)
     assert res["mean"] <= res["chance"] + 0.15, res
     assert 0.0 < res["chance_uniform"] <= res["chance"] <= 1.0
+
+
+class _FixedJudge(torch.nn.Module):
+    """Calls an image "character" (label 1) when its mean red value is above 128."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = x[:, 0].mean((1, 2))
+        return torch.stack([-red, red], 1)
+
+
+def test_char_rate_by_kind_splits_clean_and_hard() -> None:
+    from stages.evaluate import char_rate_by_kind
+
+    fake = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
+    fake[[0, 1, 3], 0] = 255                        # three "characters": clean 0, 1 and hard 3
+    rows = pd.DataFrame({"clean": [True, True, "False", False, False],
+                         "hard_kind": ["", "", "occluded_eyes", "small_offcentre", "small_offcentre"]})
+    got = char_rate_by_kind(_FixedJudge(), fake, rows, torch.device("cpu"))
+    assert got["clean"] == {"char_rate": 1.0, "n": 2}
+    assert got["hard"]["n"] == 3 and got["hard"]["char_rate"] == pytest.approx(1 / 3)
+    assert got["occluded_eyes"] == {"char_rate": 0.0, "n": 1}
+    assert got["small_offcentre"] == {"char_rate": 0.5, "n": 2}
+    assert char_rate_by_kind(_FixedJudge(), fake, rows.assign(clean=None), torch.device("cpu")) is None

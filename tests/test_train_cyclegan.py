@@ -67,7 +67,7 @@ def _params(**over) -> Params:
     cg = {"ngf": 4, "ndf": 4, "n_res": 1, "epochs": 3, "steps_per_epoch": 3, "batch_size": 2,
           "lr": 0.0002, "beta1": 0.5, "beta2": 0.999, "lr_decay_epochs": 2, "lambda_cyc": 10.0,
           "lambda_idt": 0.5, "gan_loss": "vanilla", "pool_size": 3, "attention_mode": "residual",
-          "sample_every": 1, "log_every": 2}
+          "ema": 0.9, "sample_every": 1, "log_every": 2}
     cg.update(over)
     return Params({"seed": 3, "device": "cpu", "precision": precision, "select": {"max_images": 6},
                    "cyclegan": {"methods": methods, "train": cg}})
@@ -184,6 +184,27 @@ def test_steps_on_fixed_batch_lower_cycle_loss(attention: bool) -> None:
     cy = torch.rand(2, 1, 8, 8) if attention else None
     cyc = [model.step(x, y, cx, cy)["loss_cyc"] for _ in range(30)]
     assert np.mean(cyc[-5:]) < 0.6 * np.mean(cyc[:3])
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.5])
+def test_ema_generators_average_the_trained_weights(decay: float) -> None:
+    cfg = tc.TrainConfig(method="m", subset="random", attention=False, seed=0, max_images=4, ngf=4, ndf=4,
+                         n_res=1, epochs=1, steps_per_epoch=3, lr_decay_epochs=0, lr=1e-3, ema=decay,
+                         precision="fp32")
+    model = tc.CycleGAN(cfg, torch.device("cpu"))
+    expect = [p.detach().clone() for p in model.G_XY.parameters()]
+    x, y = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    for _ in range(3):
+        model.step(x, y, None, None)
+        expect = [decay * e + (1 - decay) * p.detach() for e, p in zip(expect, model.G_XY.parameters())]
+    got = list(model.generators()["G_XY"].parameters())
+    for e, g in zip(expect, got):
+        torch.testing.assert_close(g, e)
+    if decay == 0.0:
+        assert model.generators()["G_XY"] is model.G_XY
+    else:
+        assert not all(torch.equal(g, p) for g, p in zip(got, model.G_XY.parameters()))
+        assert not any(g.requires_grad for g in got)
 
 
 def test_full_run_outputs(dataset: dict[str, Path], tmp_path: Path) -> None:
