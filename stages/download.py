@@ -47,6 +47,7 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
             n_character=params.int("download.synthetic.n_character", lo=2),
             size=params.int("download.synthetic.size", lo=16, hi=1024),
             hard_share=params.float("download.synthetic.hard_share", lo=0.0, hi=1.0),
+            hard_share_character=params.float("download.synthetic.hard_share_character", 0.0, lo=0.0, hi=1.0),
             seed=seed,
             progress=progress,
         )
@@ -69,7 +70,8 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
     _contact_sheet(manifest, raw_dir, contact_sheet)
     report["images"] = {d: int(counts.get(d, 0)) for d in ("human", "character")}
     if "clean" in manifest.columns and manifest["clean"].notna().all():
-        report["hard_human"] = int((~manifest.loc[manifest["domain"] == "human", "clean"].astype(bool)).sum())
+        for domain in ("human", "character"):
+            report[f"hard_{domain}"] = int((~manifest.loc[manifest["domain"] == domain, "clean"].astype(bool)).sum())
     report["refused"] = report.get("refused", [])[:50]  # examples; totals are in refused_by_reason
     write_json(metrics_path, report)
     for reason, n in report.get("refused_by_reason", {}).items():

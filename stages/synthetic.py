@@ -19,9 +19,12 @@ What separates the domains on purpose:
   (70/30) so each domain keeps its look. A human-vs-character classifier therefore has
   to look at eyes and mouth, which is what Grad-CAM selection relies on.
 
-A share of human images is *hard* (``clean=False``, see :data:`HARD_KINDS`): occluded
+A share of the images is *hard* (``clean=False``, see :data:`HARD_KINDS`): occluded
 eyes or mouth, clutter, low contrast, or a small off-centre face. Part boxes always say
-where the parts are (for occlusions: where they would be). Character images are clean.
+where the parts are (for occlusions: where they would be). Both domains can have hard
+images (``hard_share`` for humans, ``hard_share_character`` for characters): with hard
+humans only, "is something in the way" becomes a class cue, and a judge trained on such
+data calls an occluded or tiny *character* "human".
 
 Everything is deterministic per seed; each image has its own RNG derived from
 ``(seed, domain, index)``, so results do not depend on generation order. Rendering is
@@ -106,15 +109,16 @@ def sample_attributes(seed: int, domain: str, index: int) -> dict[str, str]:
     return _draw_attributes(image_rng(seed, domain, index))
 
 
-def hard_assignment(n_human: int, hard_share: float, seed: int) -> dict[int, str]:
-    """Which human indices are hard, and of which kind.
+def hard_assignment(n_images: int, hard_share: float, seed: int, domain: str = "human") -> dict[int, str]:
+    """Which indices of ``domain`` are hard, and of which kind.
 
-    Exactly ``round(hard_share * n_human)`` indices, chosen by a seeded permutation; kinds
-    are dealt round-robin over :data:`HARD_KINDS`, so they are balanced.
+    Exactly ``round(hard_share * n_images)`` indices, chosen by a seeded permutation (its own
+    stream per domain); kinds are dealt round-robin over :data:`HARD_KINDS`, so they are balanced.
     """
-    k = int(round(hard_share * n_human))
-    rng = np.random.default_rng(np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, 7919]))
-    chosen = rng.permutation(n_human)[:k]
+    k = int(round(hard_share * n_images))
+    entropy = [seed & 0xFFFFFFFFFFFFFFFF, 7919] + ([] if domain == "human" else [_DOMAIN_ID[domain]])
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    chosen = rng.permutation(n_images)[:k]
     return {int(i): HARD_KINDS[j % len(HARD_KINDS)] for j, i in enumerate(chosen)}
 
 
@@ -887,8 +891,8 @@ def render(attrs: dict[str, str], domain: str, hard_kind: str, size: int,
     """
     if domain not in _DOMAIN_ID:
         raise UserError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
-    if hard_kind and (domain != "human" or hard_kind not in HARD_KINDS):
-        raise UserError(f"hard_kind {hard_kind!r} is only valid for human images, one of {HARD_KINDS}")
+    if hard_kind and hard_kind not in HARD_KINDS:
+        raise UserError(f"unknown hard_kind {hard_kind!r}; one of {', '.join(HARD_KINDS)}")
     s = _make_scene(attrs, domain, hard_kind, size, rng)
     cv = _background(s)
     if hard_kind == "clutter":
@@ -982,18 +986,20 @@ def manifest_columns() -> list[str]:
 
 
 def generate(out_dir: Path, n_human: int, n_character: int, size: int, hard_share: float,
-             seed: int, progress: bool = True) -> pd.DataFrame:
+             seed: int, progress: bool = True, hard_share_character: float = 0.0) -> pd.DataFrame:
     """Render the data set and return its manifest (one row per image).
 
     Writes ``out_dir/human/h00000.png ...`` and ``out_dir/character/c00000.png ...``
     (size x size RGB PNGs, atomically). Stale ``h*.png``/``c*.png`` beyond the requested
     counts from an earlier, larger run are removed. Columns: see :func:`manifest_columns`;
     box coordinates are floats in [0, 1]. Exactly ``round(hard_share * n_human)`` human
-    images are hard (``clean=False``); character images are always clean.
+    and ``round(hard_share_character * n_character)`` character images are hard (``clean=False``).
     """
     _check_args(n_human, n_character, size, hard_share)
+    _check_args(n_human, n_character, size, hard_share_character)
     out_dir = Path(out_dir)
-    hard = hard_assignment(n_human, float(hard_share), seed)
+    hard = {"human": hard_assignment(n_human, float(hard_share), seed, "human"),
+            "character": hard_assignment(n_character, float(hard_share_character), seed, "character")}
     jobs = [("human", i) for i in range(n_human)] + [("character", i) for i in range(n_character)]
     for dom, n in (("human", n_human), ("character", n_character)):
         d = out_dir / dom
@@ -1007,7 +1013,7 @@ def generate(out_dir: Path, n_human: int, n_character: int, size: int, hard_shar
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("rendering synthetic faces", total=len(jobs))
         for dom, i in jobs:
-            kind = hard.get(i, "") if dom == "human" else ""
+            kind = hard[dom].get(i, "")
             img, attrs, boxes = render_one(seed, dom, i, size, kind)
             ident = f"{_PREFIX[dom]}{i:05d}"
             rel_file = f"{dom}/{ident}.png"

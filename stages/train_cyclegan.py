@@ -25,7 +25,8 @@ Losses (paper + CycleGAN): ``L_G = adv(D_Y(G_XY(x))) + adv(D_X(G_YX(y)))
 ``0.5 * (gan(D(real), 1) + gan(D(pool(fake)), 0))``. ``gan`` is BCE-with-logits (vanilla, the
 paper's log loss) or MSE (lsgan). Adam(lr, (beta1, beta2)); the learning rate decays linearly
 (per step) to ~0 over the last ``lr_decay_epochs`` epochs. Losses are computed in fp32; the
-network forwards run under bf16 autocast when ``precision`` asks for it.
+network forwards run under bf16 autocast when ``precision`` asks for it. With ``ema > 0``
+the saved (and sampled) generators are exponential moving averages of the trained weights.
 
 Outputs: ``models/cyclegan/{method}/`` (G_XY.pt, G_YX.pt, D_X.pt, D_Y.pt state dicts,
 config.json, human_train_ids.csv, samples/epoch_XXX.png) and a dvclive directory

@@ -81,6 +81,18 @@ def test_hard_share_exact_and_characters_clean(dataset: tuple[Path, pd.DataFrame
         assert all(0 <= i < n for i in hard)
 
 
+def test_hard_characters(tmp_path: Path) -> None:
+    m = S.generate(tmp_path, n_human=10, n_character=20, size=24, hard_share=0.3, seed=3, progress=False,
+                   hard_share_character=0.25)
+    h, c = m[m.domain == "human"], m[m.domain == "character"]
+    assert (~h["clean"]).sum() == 3 and (~c["clean"]).sum() == 5
+    assert set(c.loc[~c["clean"], "hard_kind"]) == set(S.HARD_KINDS)   # 5 hard -> every kind once
+    # the human assignment does not depend on the characters' share; the domains use separate streams
+    m0 = S.generate(tmp_path / "b", n_human=10, n_character=20, size=24, hard_share=0.3, seed=3, progress=False)
+    assert m0.loc[m0.domain == "human", "hard_kind"].tolist() == h["hard_kind"].tolist()
+    assert S.hard_assignment(20, 0.5, 3, "character") != S.hard_assignment(20, 0.5, 3, "human")
+
+
 # --------------------------------------------------------------------------- determinism
 def test_deterministic_same_seed_and_differs_otherwise(tmp_path: Path) -> None:
     kw = dict(n_human=10, n_character=6, size=32, hard_share=0.3, progress=False)
@@ -171,9 +183,15 @@ def test_bad_arguments_are_user_errors(tmp_path: Path, kw: dict) -> None:
         S.generate(tmp_path, seed=0, progress=False, **args)
 
 
-def test_render_rejects_hard_characters() -> None:
-    with pytest.raises(UserError):
-        S.render_one(0, "character", 0, 32, "clutter")
+def test_render_hard_characters_and_reject_unknown_kinds() -> None:
+    clean, _, boxes = S.render_one(0, "character", 0, 32)
+    for kind in S.HARD_KINDS:
+        img, _, b = S.render_one(0, "character", 0, 32, kind)
+        assert img.shape == (32, 32, 3) and b.keys() == boxes.keys()
+        if kind != "small_offcentre":   # it redraws the face elsewhere; the others keep the layout
+            assert not np.array_equal(img, clean)
+    with pytest.raises(UserError, match="unknown hard_kind"):
+        S.render_one(0, "character", 0, 32, "sunburn")
 
 
 def test_png_writer_round_trips() -> None:
