@@ -5,8 +5,8 @@
 - ``char_rate``: share of translated human test images the *judge* calls "character"
   (the paper's table 4). The judge never guided training. ``char_rate_by_kind`` splits it
   into ``clean`` and ``hard`` sources (and per hard kind, with counts) where the data says
-  which is which (synthetic data); null otherwise. Character training images are all clean,
-  so an occluder or a tiny off-centre face that survives translation reads as "human".
+  which is which (synthetic data); null otherwise. The judge decides mostly from the eyes,
+  so a translation whose eyes stay covered (or tiny) tends to read as "human".
 - ``attr_preservation``: the attribute predictor (trained on real character images) on each
   translation vs the *source* human's ground-truth attributes: ``per_attribute``, ``mean``,
   ``chance`` (always guessing the sources' most common value), ``chance_uniform`` and the
