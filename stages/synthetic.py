@@ -942,14 +942,15 @@ def render_one(seed: int, domain: str, index: int, size: int, hard_kind: str = "
 
 
 # --------------------------------------------------------------------------- data set
-def _check_args(n_human: int, n_character: int, size: int, hard_share: float) -> None:
+def _check_args(n_human: int, n_character: int, size: int, hard_share: float,
+                share_name: str = "hard_share") -> None:
     for name, n in (("n_human", n_human), ("n_character", n_character)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 99999:
             raise UserError(f"synthetic {name} must be an integer in [0, 99999], got {n!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not _MIN_SIZE <= size <= _MAX_SIZE:
         raise UserError(f"synthetic size must be an integer in [{_MIN_SIZE}, {_MAX_SIZE}], got {size!r}")
     if not isinstance(hard_share, (int, float)) or not 0.0 <= hard_share <= 1.0:
-        raise UserError(f"synthetic hard_share must be in [0, 1], got {hard_share!r}")
+        raise UserError(f"synthetic {share_name} must be in [0, 1], got {hard_share!r}")
 
 
 def _png_bytes(arr: np.ndarray) -> bytes:
@@ -996,7 +997,7 @@ def generate(out_dir: Path, n_human: int, n_character: int, size: int, hard_shar
     and ``round(hard_share_character * n_character)`` character images are hard (``clean=False``).
     """
     _check_args(n_human, n_character, size, hard_share)
-    _check_args(n_human, n_character, size, hard_share_character)
+    _check_args(n_human, n_character, size, hard_share_character, "hard_share_character")
     out_dir = Path(out_dir)
     hard = {"human": hard_assignment(n_human, float(hard_share), seed, "human"),
             "character": hard_assignment(n_character, float(hard_share_character), seed, "character")}

@@ -183,6 +183,12 @@ def test_bad_arguments_are_user_errors(tmp_path: Path, kw: dict) -> None:
         S.generate(tmp_path, seed=0, progress=False, **args)
 
 
+def test_bad_character_hard_share_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="hard_share_character"):
+        S.generate(tmp_path, n_human=2, n_character=2, size=32, hard_share=0.3, seed=0, progress=False,
+                   hard_share_character=1.5)
+
+
 def test_render_hard_characters_and_reject_unknown_kinds() -> None:
     clean, _, boxes = S.render_one(0, "character", 0, 32)
     for kind in S.HARD_KINDS:
