@@ -49,20 +49,19 @@ def judge_features(judge: torch.nn.Module, x: torch.Tensor, device: torch.device
                       for i in range(0, len(x), batch_size)])
 
 
-def char_rate(judge: torch.nn.Module, x: torch.Tensor, device: torch.device) -> float:
-    return float((predict(judge, x, device).argmax(1) == LABELS["character"]).float().mean())
+def judged_character(judge: torch.nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Per uint8 image: does the judge call it "character"? (bool ``[N]``)"""
+    return (predict(judge, x, device).argmax(1) == LABELS["character"]).numpy()
 
 
-def char_rate_by_kind(judge: torch.nn.Module, fake: torch.Tensor, sources: pd.DataFrame,
-                      device: torch.device) -> dict | None:
-    """char_rate of clean vs hard sources and per ``hard_kind`` (``{kind: {char_rate, n}}``);
-    None when the manifest does not label clean/hard."""
+def char_rate_by_kind(is_char: np.ndarray, sources: pd.DataFrame) -> dict | None:
+    """char_rate (from the per-image verdicts ``is_char``) of clean vs hard sources and per
+    ``hard_kind`` (``{kind: {char_rate, n}}``); None when the manifest does not label clean/hard."""
     if "clean" not in sources.columns or sources["clean"].isna().any():
         return None
     clean = is_clean(sources["clean"]).to_numpy()
     kinds = sources["hard_kind"].fillna("").astype(str).to_numpy() if "hard_kind" in sources.columns \
         else np.where(clean, "", "hard")
-    is_char = (predict(judge, fake, device).argmax(1) == LABELS["character"]).numpy()
 
     def group(mask: np.ndarray) -> dict:
         return {"char_rate": float(is_char[mask].mean()) if mask.any() else None, "n": int(mask.sum())}
@@ -107,6 +106,7 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
     _, real_char = load_split(manifest, "character", "test", data_dir)
 
     judge = load_classifier("judge", classifier_dir, device)
+    is_char = judged_character(judge, fake, device)
     kid_mean, kid_std = kid(judge_features(judge, fake, device), judge_features(judge, real_char, device),
                             n_subsets, subset_size, seed)
     cam_src = compute_cams(judge, judge.cam_layer, src, LABELS["human"])
@@ -123,8 +123,8 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
     m = {
         "method": method,
         "n_test": len(src),
-        "char_rate": char_rate(judge, fake, device),
-        "char_rate_by_kind": char_rate_by_kind(judge, fake, src_rows, device),
+        "char_rate": float(is_char.mean()),
+        "char_rate_by_kind": char_rate_by_kind(is_char, src_rows),
         "attr_preservation": attr_preservation(fake, src_rows, attributes_dir, device, predictor_metrics),
         "edge_ssim": float(edge_ssim(src.float() / 255, fake.float() / 255).mean()),
         "cam_overlap": float(soft_iou(torch.from_numpy(cam_src), torch.from_numpy(cam_fake)).mean()),

@@ -56,15 +56,16 @@ class _FixedJudge(torch.nn.Module):
 
 
 def test_char_rate_by_kind_splits_clean_and_hard() -> None:
-    from stages.evaluate import char_rate_by_kind
+    from stages.evaluate import char_rate_by_kind, judged_character
 
     fake = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
     fake[[0, 1, 3], 0] = 255                        # three "characters": clean 0, 1 and hard 3
     rows = pd.DataFrame({"clean": [True, True, "False", False, False],
                          "hard_kind": ["", "", "occluded_eyes", "small_offcentre", "small_offcentre"]})
-    got = char_rate_by_kind(_FixedJudge(), fake, rows, torch.device("cpu"))
+    is_char = judged_character(_FixedJudge(), fake, torch.device("cpu"))
+    got = char_rate_by_kind(is_char, rows)
     assert got["clean"] == {"char_rate": 1.0, "n": 2}
     assert got["hard"]["n"] == 3 and got["hard"]["char_rate"] == pytest.approx(1 / 3)
     assert got["occluded_eyes"] == {"char_rate": 0.0, "n": 1}
     assert got["small_offcentre"] == {"char_rate": 0.5, "n": 2}
-    assert char_rate_by_kind(_FixedJudge(), fake, rows.assign(clean=None), torch.device("cpu")) is None
+    assert char_rate_by_kind(is_char, rows.assign(clean=None)) is None
