@@ -1,8 +1,11 @@
-"""The ``face2anime`` console command: one sub-command per pipeline stage.
+"""The ``face2anime`` console command: one sub-command per pipeline stage, plus the apps.
 
-Each stage module exposes ``main`` (a Typer command over a plain function that tests
-call directly). A :class:`~stages.common.UserError` is printed as one red line and
-exits with status 2 instead of a traceback.
+Stage commands live in ``stages/`` (one thin module per DVC stage); the other commands
+(``convert``, ``bench``, ...) in :mod:`face2anime.apps`. Only the module of the command
+being run is imported, so a stage's process loads exactly the project code that its DVC
+dependencies declare (``tests/test_dvc_deps.py`` checks this). A
+:class:`~face2anime.core.params.UserError` is printed as one red line and exits with
+status 2 instead of a traceback.
 """
 from __future__ import annotations
 
@@ -12,38 +15,42 @@ import sys
 import typer
 from rich.console import Console
 
-from stages.common import UserError
+from face2anime.core.params import UserError
 
-# (sub-command, module) in pipeline order.
-COMMANDS: list[tuple[str, str]] = [
-    ("download", "stages.download"),
-    ("resize", "stages.resize"),
-    ("train-classifier", "stages.train_classifier"),
-    ("cam", "stages.cam"),
-    ("select", "stages.selection"),
-    ("train-attributes", "stages.train_attributes"),
-    ("train-cyclegan", "stages.train_cyclegan"),
-    ("translate", "stages.translate"),
-    ("evaluate", "stages.evaluate"),
-    ("compare", "stages.compare"),
-    ("convert", "stages.convert"),
-    ("seeds", "stages.seeds"),
-    ("bench", "stages.bench"),
-]
+#: sub-command -> module exposing ``main``, in pipeline order.
+COMMANDS: dict[str, str] = {
+    "download": "stages.download",
+    "resize": "stages.resize",
+    "train-classifier": "stages.train_classifier",
+    "cam": "stages.cam",
+    "select": "stages.select",
+    "train-attributes": "stages.train_attributes",
+    "train-cyclegan": "stages.train_cyclegan",
+    "translate": "stages.translate",
+    "evaluate": "stages.evaluate",
+    "compare": "stages.compare",
+    "convert": "face2anime.apps.convert",
+    "seeds": "face2anime.apps.seeds",
+    "bench": "face2anime.apps.bench",
+}
 
-app = typer.Typer(
-    help="face2anime: photo -> anime faces with CycleGAN guided by Grad-CAM (DVC pipeline stages).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-for _name, _module in COMMANDS:
-    app.command(_name)(importlib.import_module(_module).main)
+
+def build_app(names: list[str]) -> typer.Typer:
+    """A Typer app with the given sub-commands (their modules are imported here)."""
+    app = typer.Typer(
+        help="face2anime: photo -> anime faces with CycleGAN guided by Grad-CAM (DVC pipeline stages).",
+        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    app.callback()(lambda: None)  # keep sub-command syntax even with one command registered
+    for name in names:
+        app.command(name)(importlib.import_module(COMMANDS[name]).main)
+    return app
 
 
 def main() -> None:
+    first = sys.argv[1] if len(sys.argv) > 1 else ""
+    names = [first] if first in COMMANDS else list(COMMANDS)
     try:
-        app()
+        build_app(names)()
     except UserError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)

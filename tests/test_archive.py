@@ -1,4 +1,4 @@
-"""stages.archive on generated benign and malicious archives."""
+"""face2anime.sources.archive on generated benign and malicious archives."""
 from __future__ import annotations
 
 import io
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stages import archive
-from stages.common import UserError
+from face2anime.core.params import UserError
+from face2anime.sources import archive
 
 
 def _all_files(root: Path) -> set[str]:

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from stages.cam import box_mask, cam_methods, compute_cams, downsample, part_focus
-from stages.classifiers import ConvNet, find_layer
-from stages.common import UserError
-from stages.selection import select, select_metrics
+from face2anime.cam.maps import cam_methods, compute_cams, downsample
+from face2anime.cam.scoring import box_mask, part_focus
+from face2anime.cam.selection import select, select_metrics
+from face2anime.core.params import UserError
+from face2anime.models.classifiers import ConvNet, find_layer
 
 METHODS = ["gradcam", "gradcam++", "eigencam", "layercam"]
 
@@ -113,7 +114,7 @@ def test_select_metrics_precision_vs_base_rate() -> None:
 
 
 def test_judge_degrade_is_seeded_and_changes_colour_blur_noise() -> None:
-    from stages.train_classifier import degrade
+    from face2anime.models.classify import degrade
 
     x = torch.randint(0, 256, (16, 3, 12, 12), dtype=torch.uint8)
     assert torch.equal(degrade(x, torch.Generator().manual_seed(0), p=0.0), x)

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages.common import Params, UserError, atomic_path, load_params, pick_device, torch_load, torch_save, write_json
+from face2anime.core.io import atomic_path, torch_load, torch_save, write_json
+from face2anime.core.params import Params, UserError, load_params
+from face2anime.core.runtime import pick_device
 
 
 @pytest.mark.parametrize("getter,key,kwargs,value,fragment", [
@@ -45,8 +47,8 @@ def test_load_params_errors(tmp_path: Path) -> None:
 
 def test_repo_params_are_valid_for_every_stage() -> None:
     """The shipped params.yaml passes each stage's validation (catches a renamed key)."""
-    from stages.train_classifier import classifier_config
-    from stages.train_cyclegan import method_names, read_config
+    from face2anime.gan.train import method_names, read_config
+    from face2anime.models.classify import classifier_config
 
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     for role in ("classifier", "judge"):

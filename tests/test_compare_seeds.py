@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from stages.compare import comparison, flatten, markdown
-from stages.seeds import markdown as seeds_markdown
-from stages.seeds import summarize
+from face2anime.apps.seeds import markdown as seeds_markdown
+from face2anime.apps.seeds import summarize
+from face2anime.evaluation.compare import comparison, flatten, markdown
 
 
 def test_flatten_keeps_numeric_leaves() -> None:

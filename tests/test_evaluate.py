@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from stages.common import Params
-from stages.data import load_images
-from stages.evaluate import attr_preservation
-from stages.synthetic import generate
-from stages.train_attributes import train_attributes
+from face2anime.core.params import Params
+from face2anime.data.images import load_images
+from face2anime.data.synthetic import generate
+from face2anime.evaluation.evaluate import attr_preservation
+from face2anime.models.attributes import train_attributes
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ class _FixedJudge(torch.nn.Module):
 
 
 def test_char_rate_by_kind_splits_clean_and_hard() -> None:
-    from stages.evaluate import char_rate_by_kind, judged_character
+    from face2anime.evaluation.evaluate import char_rate_by_kind, judged_character
 
     fake = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
     fake[[0, 1, 3], 0] = 255                        # three "characters": clean 0, 1 and hard 3

@@ -1,11 +1,11 @@
-"""stages.faces: API contract, crop geometry, canonical boxes, one drawn-face detection."""
+"""face2anime.data.faces: API contract, crop geometry, canonical boxes, one drawn-face detection."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from stages import faces
+from face2anime.data import faces
 
 
 def drawn_face(size: int = 200) -> Image.Image:

@@ -1,4 +1,4 @@
-"""stages.fetch against a local HTTP server on 127.0.0.1 (no internet)."""
+"""face2anime.sources.fetch against a local HTTP server on 127.0.0.1 (no internet)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stages import fetch
-from stages.common import UserError
+from face2anime.core.params import UserError
+from face2anime.sources import fetch
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

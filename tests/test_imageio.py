@@ -1,4 +1,4 @@
-"""stages.imageio.load_rgb on every bad or odd kind of file, each generated on the fly."""
+"""face2anime.data.imageio.load_rgb on every bad or odd kind of file, each generated on the fly."""
 from __future__ import annotations
 
 import struct
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from stages.imageio import BadImage, load_rgb
+from face2anime.data.imageio import BadImage, load_rgb
 
 RNG = np.random.default_rng(0)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import BIN, run
 from PIL import Image
 
-from conftest import BIN, run
-from stages.synthetic import render_one
+from face2anime.data.synthetic import render_one
 
 
 def make_folder(root: Path, domain: str, n: int) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stages.measures import edge_ssim, kid, soft_iou, ssim
-from stages.train_attributes import accuracy, chance
+from face2anime.evaluation.measures import edge_ssim, kid, soft_iou, ssim
+from face2anime.models.attributes import accuracy, chance
 
 
 def test_kid_of_set_against_itself_is_about_zero_and_positive_for_other_distribution() -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stages.networks import Discriminator, Generator, cam_weight, init_weights
+from face2anime.models.networks import (
+    Discriminator,
+    Generator,
+    cam_weight,
+    init_weights,
+)
 
 
 def _net(cls, *args):

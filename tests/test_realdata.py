@@ -1,4 +1,4 @@
-"""stages.realdata.collect on generated folders/archives; registry overrides -> file:// (offline)."""
+"""face2anime.sources.realdata.collect on generated folders/archives; registry overrides -> file:// (offline)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import realdata
-from stages.common import UserError
+from face2anime.core.params import UserError
+from face2anime.sources import realdata
 
 
 def _img_bytes(seed: int, size: tuple[int, int], fmt: str, mode: str = "RGB") -> bytes:

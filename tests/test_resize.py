@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages.common import UserError
-from stages.resize import main, resize_dataset, transform_box
+from face2anime.core.params import UserError
+from face2anime.data.resize import resize_dataset, transform_box
+from stages.resize import main
 
 N_PER_DOMAIN = 12
 BOX_COLS = [f"{p}_{k}" for p in ("leye", "reye", "mouth", "nose") for k in ("x0", "y0", "x1", "y1")]
@@ -197,7 +198,7 @@ def test_crop_face(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             return None
         return img.crop((0, 0, 20, 24))
 
-    monkeypatch.setitem(sys.modules, "stages.faces",
+    monkeypatch.setitem(sys.modules, "face2anime.data.faces",
                         types.SimpleNamespace(crop_face=fake_crop_face))
     out = run(tmp_path, raw, crop="face").set_index("id")
     metrics = json.loads((tmp_path / "metrics" / "resize.json").read_text())

@@ -1,4 +1,4 @@
-"""Tests for the procedural two-domain face data set (stages/synthetic.py).
+"""Tests for the procedural two-domain face data set (face2anime/data/synthetic.py).
 
 Small sizes (32-48 px, a few dozen images) so the whole file runs in seconds.
 """
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from stages import synthetic as S
-from stages.common import UserError
+from face2anime.core.params import UserError
+from face2anime.data import synthetic as S
 
 SIZE = 40
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import train_cyclegan as tc
-from stages.common import Params, UserError
+from face2anime.core.params import Params, UserError
+from face2anime.gan import train as tc
+from face2anime.gan.inference import load_generator
 
 SIZE = 32
 N_HUMAN, N_CHAR = 14, 10
@@ -222,7 +223,7 @@ def test_full_run_outputs(dataset: dict[str, Path], tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert metrics["steps"] == 9 and metrics["n_human_train"] == 6 and metrics["images_per_s"] > 0
     assert _tsv(tmp_path / "live", "lr")["lr"].iloc[-1] < 2e-4  # decaying
-    g = tc.load_generator(model, "XY")
+    g = load_generator(model, "XY")
     assert g.attention and g.image_size == SIZE
     x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     assert g(x, torch.rand(1, 1, 8, 8)).shape == x.shape

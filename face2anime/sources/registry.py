@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stages.common import UserError
+from face2anime.core.params import UserError
 
 _CHECKSUM_KEYS = ("sha256", "md5", "size")
 

@@ -38,8 +38,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from stages import archive, fetch, sources
-from stages.common import Params, UserError
+from face2anime.core.params import Params, UserError
+from face2anime.sources import archive, fetch
+from face2anime.sources import registry as sources
 
 SOURCES = ("ffhq", "animeface", "selfie2anime", "local")
 DOMAINS = ("human", "character")

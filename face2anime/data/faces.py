@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.common import UserError
+from face2anime.core.params import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     import cv2

@@ -12,13 +12,14 @@ import torch
 import typer
 from rich.console import Console
 
-from stages.common import autocast, cpu_has_bf16, load_params, pick_device
+from face2anime.core.params import load_params
+from face2anime.core.runtime import autocast, cpu_has_bf16, pick_device
 
 
 def cyclegan_throughput(size: int, ngf: int, ndf: int, n_res: int, batch_size: int, precision: str,
                         steps: int = 5, device: torch.device | None = None) -> float:
     """Training images/s of one CycleGAN step (2 G + 2 D forward/backward) on random data."""
-    from stages.networks import Discriminator, Generator
+    from face2anime.models.networks import Discriminator, Generator
 
     device = device or torch.device("cpu")
     gs = [Generator(ngf, n_res).to(device, memory_format=torch.channels_last) for _ in range(2)]
@@ -49,7 +50,7 @@ def main(n: int = typer.Option(400, help="synthetic images to render"),
          params: Path = typer.Option(Path("params.yaml"), help="params file (CycleGAN size)"),
          steps: int = typer.Option(5, help="CycleGAN steps per measurement")) -> None:
     """Print generation and training throughput numbers."""
-    from stages import synthetic
+    from face2anime.data import synthetic
 
     console = Console()
     threads = torch.get_num_threads()

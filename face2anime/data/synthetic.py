@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from stages.common import UserError, atomic_path, save_image
+from face2anime.core.io import atomic_path, save_image
+from face2anime.core.params import UserError
 
 # --------------------------------------------------------------------------- public constants
 ATTRIBUTES: dict[str, tuple[str, ...]] = {

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from stages.common import UserError
+from face2anime.core.params import UserError
 
 DEFAULT_MAX_BYTES = 20 * 1024**3     # 20 GiB uncompressed
 DEFAULT_MAX_ENTRIES = 500_000

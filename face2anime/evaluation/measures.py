@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from face2anime.data.ops import gaussian_blur
+
 
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """KID's kernel ``k(x, y) = (x.y / d + 1) ** 3`` for features ``[N, d]``, ``[M, d]``."""
@@ -54,23 +56,13 @@ def sobel_edges(x: torch.Tensor) -> torch.Tensor:
     return mag / mag.flatten(1).amax(1).clamp_min(1e-8).view(-1, 1, 1, 1)
 
 
-def gaussian_window(size: int, sigma: float, dtype: torch.dtype = torch.float32,
-                    device: torch.device | str = "cpu") -> torch.Tensor:
-    """Normalised 2-D Gaussian kernel ``[size, size]`` (sums to 1), centred."""
-    r = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g1 = torch.exp(-(r ** 2) / (2 * sigma ** 2))
-    g1 = g1 / g1.sum()
-    return g1[:, None] * g1[None, :]
-
-
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
     """Per-image SSIM of single-channel images ``[B,1,H,W]`` in [0,1] (Gaussian window,
     Wang et al. 2004 constants) -> ``[B]``."""
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    w = gaussian_window(window, sigma, a.dtype, a.device).view(1, 1, window, window)
 
     def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(t, (window // 2,) * 4, mode="reflect"), w)
+        return gaussian_blur(t, window, sigma, pad_mode="reflect")
 
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a ** 2

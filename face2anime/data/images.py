@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from torchvision.utils import make_grid
 
-from stages.common import UserError
+from face2anime.core.params import UserError
 
 RESIZED_DIR = Path("data/resized")
+TRANSLATED_DIR = Path("data/translated")
 DOMAINS = ("human", "character")
 
 
@@ -73,3 +75,16 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     if x.dtype != torch.uint8:
         x = to_uint8(x)
     return Image.fromarray(x.permute(1, 2, 0).cpu().numpy())
+
+
+def pairs_grid(rows: list[torch.Tensor], per_row: int = 8) -> torch.Tensor:
+    """Interleave equally long uint8 image sets ``[N,3,S,S]`` as blocks of ``per_row`` columns:
+    set 1's first ``per_row`` images, set 2's same images below, ...; returns a uint8 grid."""
+    n = len(rows[0])
+    tiles = []
+    for start in range(0, n, per_row):
+        for r in rows:
+            chunk = r[start:start + per_row]
+            pad = per_row - len(chunk)
+            tiles.append(torch.cat([chunk, torch.full((pad, *chunk.shape[1:]), 255, dtype=torch.uint8)]) if pad else chunk)
+    return make_grid(torch.cat(tiles), nrow=per_row, padding=2, pad_value=255)

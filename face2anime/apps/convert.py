@@ -15,10 +15,12 @@ import typer
 from PIL import Image
 from rich.console import Console
 
-from stages.common import UserError, load_params, rel, save_image
-from stages.data import to_pil, to_uint8
-from stages.imageio import BadImage, load_rgb
-from stages.inference import CYCLEGAN_DIR, Translator
+from face2anime.core.io import rel, save_image
+from face2anime.core.params import UserError, load_params
+from face2anime.data.imageio import BadImage, load_rgb
+from face2anime.data.images import to_pil, to_uint8
+from face2anime.data.ops import center_square
+from face2anime.gan.inference import CYCLEGAN_DIR, Translator
 
 
 def prepare(photo: Path, size: int, detect: bool = True, margin: float = 0.4) -> Image.Image:
@@ -28,16 +30,13 @@ def prepare(photo: Path, size: int, detect: bool = True, margin: float = 0.4) ->
     except BadImage as e:
         raise UserError(f"cannot read {photo}: {e.reason}") from None
     if detect:
-        from stages.faces import crop_face
+        from face2anime.data.faces import crop_face
 
         face = crop_face(img, margin=margin)
         if face is None:
             raise UserError(f"no face found in {photo}; if it already is a face crop, pass --no-detect")
         img = face
-    w, h = img.size
-    s = min(w, h)
-    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    return img.resize((size, size), Image.Resampling.LANCZOS)
+    return center_square(img).resize((size, size), Image.Resampling.LANCZOS)
 
 
 def convert(photo: Path, out: Path, method: str = "proposed", params_file: Path = Path("params.yaml"),

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import typer
 from rich.console import Console
 
-from stages.common import Params, UserError, load_params, rel, save_csv, write_json
-from stages.data import is_clean
+from face2anime.core.io import rel, save_csv, write_json
+from face2anime.core.params import Params, UserError
+from face2anime.data.images import is_clean
 
 SCORES = Path("data/cam/scores.csv")
 SELECTED = Path("data/select/selected.csv")
@@ -82,8 +82,3 @@ def run_select(params: Params, scores_csv: Path = SCORES, out_csv: Path = SELECT
     Console().print(f"select: {len(chosen)} of {len(scores)} human images with part_focus >= {threshold}"
                     f"{extra} -> {rel(out_csv)}")
     return chosen
-
-
-def main(params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
-    """Pick the CAM-selected human training set (threshold / max_images from params)."""
-    run_select(load_params(params))

@@ -7,18 +7,44 @@ stored at the same resolution. :class:`Translator` hides that, so translate, eva
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from stages.cam import compute_cams, downsample
-from stages.classifiers import find_layer
-from stages.common import Params, autocast, pick_device
-from stages.data import to_model
-from stages.train_classifier import LABELS, MODEL_DIR, load_classifier
-from stages.train_cyclegan import load_generator
+from face2anime.cam.maps import compute_cams, downsample
+from face2anime.core.io import torch_load
+from face2anime.core.params import Params, UserError
+from face2anime.core.runtime import autocast, pick_device
+from face2anime.data.images import to_model
+from face2anime.models.classifiers import find_layer
+from face2anime.models.classify import LABELS, MODEL_DIR, load_classifier
+from face2anime.models.networks import Generator
 
 CYCLEGAN_DIR = Path("models/cyclegan")
+
+
+def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.device = "cpu") -> nn.Module:
+    """The trained generator ``G_XY`` (human -> character) or ``G_YX`` of ``model_dir``, in eval mode.
+
+    The module gets attributes ``attention`` (bool: call it as ``G(x, cam)`` with the source's
+    CAM ``[B, 1, h, w]``), ``image_size`` and ``config`` (config.json as a dict).
+    """
+    if direction not in ("XY", "YX"):
+        raise ValueError(f"direction must be 'XY' or 'YX', got {direction!r}")
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{cfg_path} not found: train the model first (dvc repro train_cyclegan)")
+    config = json.loads(cfg_path.read_text())
+    net = Generator(int(config["ngf"]), int(config["n_res"]), str(config["attention_mode"]),
+                    str(config.get("upsample", "transpose")))
+    net.load_state_dict(torch_load(Path(model_dir) / f"G_{direction}.pt"))
+    net.to(device).eval()
+    net.attention = bool(config["attention"])  # type: ignore[assignment]
+    net.image_size = int(config["size"])  # type: ignore[assignment]
+    net.config = config  # type: ignore[assignment]
+    return net
 
 
 class Translator:

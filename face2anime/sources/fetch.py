@@ -7,7 +7,7 @@ checksums and only then renames the file into place. ``file://`` URLs and plain 
 are verified and used where they are, never copied.
 
 Every failure the user can act on (404, checksum mismatch, an HTML page where a file
-was expected, retries exhausted) is a one-line :class:`~stages.common.UserError`.
+was expected, retries exhausted) is a one-line :class:`~face2anime.core.params.UserError`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from stages.common import UserError
+from face2anime.core.params import UserError
 
 CHUNK = 1 << 20
 USER_AGENT = "face2anime-downloader/0.1 (python urllib)"
@@ -217,8 +217,14 @@ def download(url: str, dest: Path, *, sha256: str | None = None, md5: str | None
         dest.unlink()  # stale or corrupt cache entry
     part = dest.with_suffix(dest.suffix + ".part")
 
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), TimeRemainingColumn(), transient=True,

@@ -18,8 +18,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from stages.common import UserError, load_params, write_json, write_text
-from stages.compare import flatten
+from face2anime.core.io import write_json, write_text
+from face2anime.core.params import UserError, load_params
+from face2anime.evaluation.compare import flatten
 
 HEADLINE = ("char_rate", "attr_preservation.mean", "edge_ssim", "cam_overlap", "kid_judge.mean", "cycle_l1.human")
 

@@ -1,0 +1,106 @@
+"""Params from params.yaml: typed, validated access by dotted key, and user errors.
+
+A wrong param or a missing input is a :class:`UserError`: the CLI prints it as one red
+line and exits with status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad param, missing input). Printed as one line, exit 2."""
+
+
+# --------------------------------------------------------------------------- params
+_MISSING = object()
+
+
+class Params:
+    """Typed, validated access to params.yaml by dotted key.
+
+    >>> p = Params({"select": {"threshold": 0.3}})
+    >>> p.float("select.threshold", lo=0, hi=1)
+    0.3
+
+    Every getter raises :class:`UserError` naming the param on a wrong type,
+    an out-of-range value or a missing key (unless ``default`` is given).
+    """
+
+    def __init__(self, data: dict[str, Any], source: str = PARAMS_FILE):
+        self.data = data
+        self.source = source
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is not _MISSING:
+                    return default
+                raise UserError(f"{self.source}: missing param '{key}'")
+            node = node[part]
+        return node
+
+    def _bad(self, key: str, what: str, value: Any) -> UserError:
+        return UserError(f"{self.source}: param '{key}' must be {what}, got {value!r}")
+
+    def int(self, key: str, default: Any = _MISSING, lo: float | None = None,
+            hi: float | None = None) -> int:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self._bad(key, "an integer", v)
+        self._range(key, v, lo, hi)
+        return v
+
+    def float(self, key: str, default: Any = _MISSING, lo: float | None = None,
+              hi: float | None = None) -> float:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self._bad(key, "a number", v)
+        self._range(key, v, lo, hi)
+        return float(v)
+
+    def bool(self, key: str, default: Any = _MISSING) -> bool:
+        v = self.raw(key, default)
+        if not isinstance(v, bool):
+            raise self._bad(key, "true or false", v)
+        return v
+
+    def str(self, key: str, default: Any = _MISSING, choices: Sequence[str] | None = None) -> str:
+        v = self.raw(key, default)
+        if not isinstance(v, str):
+            raise self._bad(key, "a string", v)
+        if choices is not None and v not in choices:
+            raise self._bad(key, "one of " + ", ".join(choices), v)
+        return v
+
+    def dict(self, key: str, default: Any = _MISSING) -> dict[str, Any]:
+        v = self.raw(key, default)
+        if not isinstance(v, dict):
+            raise self._bad(key, "a mapping", v)
+        return v
+
+    def _range(self, key: str, v: float, lo: float | None, hi: float | None) -> None:
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+            raise self._bad(key, rng, v)
+
+
+def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
+    """Read params.yaml; a missing or malformed file is a one-line :class:`UserError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"params file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: top level must be a mapping")
+    return Params(data, str(p))

@@ -1,0 +1,715 @@
+"""Stage 6, ``train_cyclegan@{method}``: one CycleGAN training loop for every method.
+
+X = human, Y = character. A method is an entry of ``cyclegan.methods`` in params.yaml::
+
+    baseline:       {subset: random,   attention: false}   # random human subset, plain nets
+    proposed:       {subset: selected, attention: true}    # CAM-selected humans + CAM attention
+    select_only:    {subset: selected, attention: false}   # ablations: just more entries
+    attention_only: {subset: random,   attention: true}
+
+* ``subset: random`` draws ``select.max_images`` human train ids at random (seeded by
+  ``seed``) from *all* human train ids; it never opens ``data/select`` (so changing the
+  selection or its threshold never re-trains it). ``subset: selected`` uses
+  ``data/select/selected.csv`` (capped at ``select.max_images``, in rank order).
+* The character set (all character train images) is the same for every method, and every
+  method runs ``epochs x steps_per_epoch`` optimisation steps, each on ``batch_size`` humans
+  and ``batch_size`` characters drawn from seeded, reshuffled-per-pass streams.
+* ``attention: true`` loads the precomputed CAMs (``data/cam/{human,character}.npz``) and
+  feeds each image's CAM to the networks (see :mod:`face2anime.models.networks`). A generated image
+  carries the CAM of its *source*: ``D_Y(G_XY(x), cam_x)``, ``G_YX(G_XY(x), cam_x)`` ...;
+  images in the discriminators' history pools keep their CAM with them.
+
+Losses (paper + CycleGAN): ``L_G = adv(D_Y(G_XY(x))) + adv(D_X(G_YX(y)))
++ lambda_cyc * (|G_YX(G_XY(x)) - x|_1 + |G_XY(G_YX(y)) - y|_1)
++ lambda_idt * lambda_cyc * (|G_XY(y) - y|_1 + |G_YX(x) - x|_1)``; each D minimises
+``0.5 * (gan(D(real), 1) + gan(D(pool(fake)), 0))``. ``gan`` is BCE-with-logits (vanilla, the
+paper's log loss) or MSE (lsgan). Adam(lr, (beta1, beta2)); the learning rate decays linearly
+(per step) to ~0 over the last ``lr_decay_epochs`` epochs. Losses are computed in fp32; the
+network forwards run under bf16 autocast when ``precision`` asks for it. With ``ema > 0``
+the saved (and sampled) generators are exponential moving averages of the trained weights.
+
+Outputs: ``models/cyclegan/{method}/`` (G_XY.pt, G_YX.pt, D_X.pt, D_Y.pt state dicts,
+config.json, human_train_ids.csv, samples/epoch_XXX.png) and a dvclive directory
+``metrics/cyclegan/{method}/`` (plots/metrics/*.tsv with x = ``step`` = optimisation step,
+metrics.json). An epoch-end checkpoint ``checkpoints/cyclegan/{method}/last.pt`` (not a DVC
+output) lets a killed run resume bit-exactly on CPU; it is deleted on success.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from torch import nn
+
+from face2anime.core.io import (
+    rel,
+    save_csv,
+    save_image,
+    torch_load,
+    torch_save,
+    write_json,
+)
+from face2anime.core.params import Params, UserError
+from face2anime.core.runtime import autocast, pick_device, seed_everything
+from face2anime.data.images import (
+    RESIZED_DIR,
+    load_images,
+    read_manifest,
+    rows,
+    to_model,
+    to_pil,
+)
+from face2anime.models.networks import (
+    ATTENTION_MODES,
+    UPSAMPLES,
+    Discriminator,
+    Generator,
+    init_weights,
+)
+
+MODEL_ROOT = Path("models/cyclegan")
+LIVE_ROOT = Path("metrics/cyclegan")
+CKPT_ROOT = Path("checkpoints/cyclegan")
+CAM_DIR = Path("data/cam")
+SELECT_CSV = Path("data/select/selected.csv")
+SUBSETS = ("random", "selected")
+N_SAMPLES = 4          # images per domain in each sample picture
+CKPT_VERSION = 2
+#: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
+LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "lr", "images_per_s")
+
+
+# --------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (its hash keys the resume checkpoint)."""
+
+    method: str
+    subset: str
+    attention: bool
+    seed: int
+    max_images: int
+    ngf: int = 32
+    ndf: int = 32
+    n_res: int = 4
+    epochs: int = 5
+    steps_per_epoch: int = 100
+    batch_size: int = 4
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_decay_epochs: int = 2
+    lambda_cyc: float = 10.0
+    lambda_idt: float = 0.5
+    gan_loss: str = "vanilla"
+    pool_size: int = 50
+    ema: float = 0.0
+    attention_mode: str = "residual"
+    upsample: str = "transpose"
+    precision: str = "auto"
+    sample_every: int = 1
+    log_every: int = 25
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def method_names(params: Params) -> list[str]:
+    """The configured method names (``cyclegan.methods`` keys), in params order."""
+    return list(params.dict("cyclegan.methods"))
+
+
+#: what a method entry's ``inputs`` (its DVC deps in dvc.yaml) must name for what it reads
+SUBSET_INPUT = {"selected": str(SELECT_CSV)}
+CAM_INPUT = str(CAM_DIR)
+
+
+def check_inputs(method: str, entry: dict, where: str) -> None:
+    """A method's declared ``inputs`` must be the files it reads, or DVC would not re-run it
+    when they change (or would re-run it needlessly). Absent ``inputs`` is allowed (tests)."""
+    inputs = entry.get("inputs")
+    if inputs is None:
+        return
+    if not isinstance(inputs, dict) or not {"subset", "cams"} <= set(inputs):
+        raise UserError(f"{where}.inputs must be a mapping with keys subset and cams (DVC deps), got {inputs!r}")
+    need_subset = SUBSET_INPUT.get(entry["subset"])
+    if need_subset is not None and inputs["subset"] != need_subset:
+        raise UserError(f"{where}: subset {entry['subset']} reads {need_subset}; set inputs.subset to it")
+    if need_subset is None and inputs["subset"] == str(SELECT_CSV):
+        raise UserError(f"{where}: subset random must not depend on {SELECT_CSV} (the selection would "
+                        f"re-train it); set inputs.subset to data/resized/manifest.csv")
+    if entry["attention"] and inputs["cams"] != CAM_INPUT:
+        raise UserError(f"{where}: attention reads {CAM_INPUT}; set inputs.cams to it")
+    if not entry["attention"] and inputs["cams"] == CAM_INPUT:
+        raise UserError(f"{where}: a method without attention must not depend on {CAM_INPUT}; "
+                        f"set inputs.cams to data/resized/manifest.csv")
+
+
+def read_config(method: str, params: Params) -> TrainConfig:
+    """Validate the params of ``method``; unknown method or a bad entry -> UserError."""
+    methods = params.dict("cyclegan.methods")
+    if method not in methods:
+        raise UserError(f"unknown cyclegan method {method!r}; configured methods: {', '.join(methods) or '(none)'} "
+                        f"(cyclegan.methods in {params.source})")
+    entry = methods[method]
+    where = f"{params.source}: cyclegan.methods.{method}"
+    # other keys (e.g. per-method dependency paths that dvc.yaml interpolates) are ignored here
+    if not isinstance(entry, dict) or not {"subset", "attention"} <= set(entry):
+        raise UserError(f"{where} must be a mapping with the keys subset ({'|'.join(SUBSETS)}) and "
+                        f"attention (true|false), got {entry!r}; configured methods: {', '.join(methods)}")
+    if entry["subset"] not in SUBSETS:
+        raise UserError(f"{where}.subset must be one of {', '.join(SUBSETS)}, got {entry['subset']!r}")
+    if not isinstance(entry["attention"], bool):
+        raise UserError(f"{where}.attention must be true or false, got {entry['attention']!r}")
+    check_inputs(method, entry, where)
+    c = "cyclegan.train."
+    D = TrainConfig(method, "random", False, 0, 1)  # the defaults of the optional keys
+    cfg = TrainConfig(
+        method=method, subset=entry["subset"], attention=entry["attention"],
+        seed=params.int("seed", lo=0) + params.int(c + "seed", 0, lo=0),
+        max_images=params.int("select.max_images", lo=1),
+        ngf=params.int(c + "ngf", lo=1), ndf=params.int(c + "ndf", lo=1), n_res=params.int(c + "n_res", lo=0),
+        epochs=params.int(c + "epochs", lo=1), steps_per_epoch=params.int(c + "steps_per_epoch", lo=1),
+        batch_size=params.int(c + "batch_size", lo=1),
+        lr=params.float(c + "lr", lo=0), beta1=params.float(c + "beta1", lo=0, hi=1),
+        beta2=params.float(c + "beta2", lo=0, hi=1),
+        lr_decay_epochs=params.int(c + "lr_decay_epochs", D.lr_decay_epochs, lo=0),
+        lambda_cyc=params.float(c + "lambda_cyc", lo=0), lambda_idt=params.float(c + "lambda_idt", D.lambda_idt, lo=0),
+        gan_loss=params.str(c + "gan_loss", D.gan_loss, choices=("vanilla", "lsgan")),
+        pool_size=params.int(c + "pool_size", D.pool_size, lo=0),
+        ema=params.float(c + "ema", D.ema, lo=0.0, hi=0.9999),
+        attention_mode=params.str(c + "attention_mode", D.attention_mode, choices=ATTENTION_MODES),
+        upsample=params.str(c + "upsample", D.upsample, choices=UPSAMPLES),
+        precision=params.str("precision", D.precision, choices=("auto", "fp32", "bf16")),
+        sample_every=params.int(c + "sample_every", D.sample_every, lo=1),
+        log_every=params.int(c + "log_every", D.log_every, lo=1),
+    )
+    if cfg.lr_decay_epochs > cfg.epochs:
+        raise UserError(f"{params.source}: cyclegan.train.lr_decay_epochs ({cfg.lr_decay_epochs}) must be <= "
+                        f"cyclegan.train.epochs ({cfg.epochs})")
+    return cfg
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class DomainData:
+    """The training images of one domain: ``ids`` (n), ``images`` uint8 ``[n, 3, H, W]``,
+    ``cams`` float32 ``[n, 1, h, w]`` in [0, 1] or None (non-attention methods)."""
+
+    ids: list[str]
+    images: torch.Tensor
+    cams: torch.Tensor | None
+
+
+def random_subset(ids: list[str], k: int, seed: int) -> list[str]:
+    """A seeded random subset of ``min(k, len(ids))`` ids, independent of the input order."""
+    pool = sorted(ids)
+    order = np.random.default_rng([seed, 20240601]).permutation(len(pool))
+    return [pool[i] for i in order[:k]]
+
+
+def read_selected(select_csv: Path, train_ids: set[str], k: int) -> list[str]:
+    """The CAM-selected ids (rank order, first ``k``); must be non-empty human train ids."""
+    if not select_csv.is_file():
+        raise UserError(f"{select_csv} not found: run the select stage first (dvc repro select)")
+    df = pd.read_csv(select_csv, dtype={"id": str})
+    if "id" not in df.columns:
+        raise UserError(f"{select_csv} has no 'id' column")
+    ids = list(dict.fromkeys(df["id"].dropna()))[:k]
+    if not ids:
+        raise UserError(f"{select_csv} selects no human images: relax select.threshold / select.* in params.yaml")
+    unknown = [i for i in ids if i not in train_ids]
+    if unknown:
+        raise UserError(f"{select_csv}: {len(unknown)} ids are not human train images (e.g. {unknown[:3]}); "
+                        "re-run the select stage (dvc repro select)")
+    return ids
+
+
+def load_cams(cam_dir: Path, domain: str) -> dict[str, np.ndarray]:
+    """``{id: cam [h, w] float32}`` from ``cam_dir/{domain}.npz``."""
+    path = cam_dir / f"{domain}.npz"
+    if not path.is_file():
+        raise UserError(f"{path} not found: run the cam stage first (dvc repro cam)")
+    with np.load(path, allow_pickle=False) as z:
+        ids, cams = z["ids"], z["cams"]
+    if cams.ndim != 3 or len(ids) != len(cams):
+        raise UserError(f"{path}: expected ids [N] and cams [N, h, w], got {ids.shape} and {cams.shape}")
+    return {str(i): c.astype(np.float32) for i, c in zip(ids, cams)}
+
+
+def domain_data(manifest: pd.DataFrame, ids: list[str], data_dir: Path,
+                cams: dict[str, np.ndarray] | None, domain: str) -> DomainData:
+    """Load the images (and CAMs) of ``ids`` (in that order) of ``domain``."""
+    by_id = rows(manifest, domain, "train").set_index("id")
+    files = by_id.loc[ids, "file"].tolist()
+    missing = [f for f in files if not (data_dir / f).is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} {domain} training images are missing (e.g. {data_dir / missing[0]}); "
+                        "re-run the resize stage")
+    try:
+        images = load_images(files, data_dir)
+    except ValueError as e:  # np.stack of differently sized images
+        raise UserError(f"{domain} training images in {data_dir} do not share one size ({e}); re-run resize") from None
+    cam_t = None
+    if cams is not None:
+        lacking = [i for i in ids if i not in cams]
+        if lacking:
+            raise UserError(f"no CAM for {len(lacking)} {domain} training images (e.g. {lacking[0]}); "
+                            "re-run the cam stage (dvc repro cam)")
+        arr = np.stack([cams[i] for i in ids])
+        cam_t = torch.from_numpy(np.clip(arr, 0.0, 1.0)).unsqueeze(1).float()
+    return DomainData(ids, images, cam_t)
+
+
+def load_training_data(cfg: TrainConfig, data_dir: Path, cam_dir: Path,
+                       select_csv: Path) -> tuple[DomainData, DomainData]:
+    """(human X, character Y) training data of ``cfg.method``.
+
+    ``subset: random`` never touches ``select_csv``; non-attention methods never touch ``cam_dir``.
+    """
+    manifest = read_manifest(data_dir)
+    human_ids = rows(manifest, "human", "train")["id"].tolist()
+    char_ids = rows(manifest, "character", "train")["id"].tolist()
+    if not human_ids or not char_ids:
+        raise UserError(f"{data_dir / 'manifest.csv'} has {len(human_ids)} human and {len(char_ids)} character "
+                        "train images; both are needed")
+    if cfg.subset == "random":
+        x_ids = random_subset(human_ids, cfg.max_images, cfg.seed)
+    else:
+        x_ids = read_selected(select_csv, set(human_ids), cfg.max_images)
+    cams_x = load_cams(cam_dir, "human") if cfg.attention else None
+    cams_y = load_cams(cam_dir, "character") if cfg.attention else None
+    x = domain_data(manifest, x_ids, data_dir, cams_x, "human")
+    y = domain_data(manifest, char_ids, data_dir, cams_y, "character")
+    size = tuple(x.images.shape[-2:])
+    if tuple(y.images.shape[-2:]) != size or size[0] != size[1] or size[0] % 4 or size[0] < 24:
+        raise UserError(f"training images must be square, the same size in both domains, divisible by 4 and "
+                        f">= 24 px (resize.size); got human {tuple(x.images.shape[-2:])}, "
+                        f"character {tuple(y.images.shape[-2:])}")
+    return x, y
+
+
+class IndexStream:
+    """An endless stream of indices into ``range(n)``: pass ``p`` is a permutation seeded by
+    ``(seed, stream, p)``. Its whole state is the position ``pos`` (an int), so a resumed run
+    continues the exact same sequence."""
+
+    def __init__(self, n: int, seed: int, stream: int, pos: int = 0):
+        self.n, self.seed, self.stream, self.pos = n, seed, stream, pos
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def _perm(self, p: int) -> torch.Tensor:
+        if self._cache is None or self._cache[0] != p:
+            g = torch.Generator().manual_seed(int.from_bytes(
+                hashlib.sha256(f"{self.seed}/{self.stream}/{p}".encode()).digest()[:8], "little") >> 1)
+            self._cache = (p, torch.randperm(self.n, generator=g))
+        return self._cache[1]
+
+    def take(self, k: int) -> torch.Tensor:
+        """The next ``k`` indices (int64 ``[k]``)."""
+        out = [int(self._perm(i // self.n)[i % self.n]) for i in range(self.pos, self.pos + k)]
+        self.pos += k
+        return torch.tensor(out, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------- model & step
+class ImagePool:
+    """CycleGAN's history of generated images (``size`` 0 = off); each image keeps its CAM.
+
+    ``query(images [B,3,H,W], cams [B,1,h,w] | None)`` returns a batch of the same shape: while
+    the pool fills, the inputs; then, per image, with probability 1/2 a random stored image
+    (replaced by the new one), else the new image. Randomness from its own seeded generator.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.cams: list[torch.Tensor | None] = []
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor, cams: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.size == 0:
+            return images, cams
+        out_i, out_c = [], []
+        for b in range(images.shape[0]):
+            img = images[b:b + 1].detach()
+            cam = None if cams is None else cams[b:b + 1]
+            if len(self.images) < self.size:
+                self.images.append(img)
+                self.cams.append(cam)
+                out_i.append(img), out_c.append(cam)
+            elif float(torch.rand((), generator=self.gen)) > 0.5:
+                j = int(torch.randint(0, self.size, (), generator=self.gen))
+                out_i.append(self.images[j]), out_c.append(self.cams[j])
+                self.images[j], self.cams[j] = img, cam
+            else:
+                out_i.append(img), out_c.append(cam)
+        return torch.cat(out_i), (None if cams is None else torch.cat(out_c))  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": torch.cat(self.images).cpu() if self.images else None,
+                "cams": torch.cat(self.cams).cpu() if self.cams and self.cams[0] is not None else None,  # type: ignore
+                "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        imgs, cams = state["images"], state["cams"]
+        self.images = [] if imgs is None else [t.unsqueeze(0).to(device) for t in imgs]
+        self.cams = [None] * len(self.images) if cams is None else [t.unsqueeze(0).to(device) for t in cams]
+        self.gen.set_state(state["gen"])
+
+
+def gan_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
+    """Vanilla (BCE-with-logits) or LSGAN (MSE) loss of D's patch logits vs the label, in fp32."""
+    logits = logits.float()
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    if kind == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+class CycleGAN:
+    """Two generators, two discriminators, their optimisers, schedulers and image pools.
+
+    ``step(x, y, cx, cy)`` runs one CycleGAN optimisation step on a human batch ``x`` and a
+    character batch ``y`` (float ``[B, 3, H, W]`` in [-1, 1]) with their CAMs (``[B, 1, h, w]``
+    or None) and returns the (fp32, detached) losses as floats.
+
+    With ``cfg.ema > 0`` it also keeps an exponential moving average of both generators'
+    weights (``w_ema <- ema * w_ema + (1 - ema) * w`` after every step); :meth:`generators`
+    returns those averaged copies, which are what gets saved and sampled. Averaging over the
+    last ~1/(1-ema) steps damps the step-to-step oscillation of adversarial training.
+    """
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.G_XY = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
+        self.G_YX = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
+        self.D_X = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
+        self.D_Y = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = torch.optim.Adam(list(self.G_XY.parameters()) + list(self.G_YX.parameters()), cfg.lr, betas)
+        self.opt_D = torch.optim.Adam(list(self.D_X.parameters()) + list(self.D_Y.parameters()), cfg.lr, betas)
+        total, decay = cfg.total_steps, cfg.lr_decay_epochs * cfg.steps_per_epoch
+        start = total - decay
+
+        def factor(step: int) -> float:  # linear decay to 0 over the last `decay` steps
+            return 1.0 if decay == 0 or step < start else max(0.0, 1.0 - (step - start) / decay)
+
+        self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, factor)
+        self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
+        self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with cam_y
+        self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with cam_x
+        self.ema = {k: copy.deepcopy(g).requires_grad_(False) for k, g in
+                    (("G_XY", self.G_XY), ("G_YX", self.G_YX))} if cfg.ema > 0 else {}
+
+    def nets(self) -> dict[str, nn.Module]:
+        return {"G_XY": self.G_XY, "G_YX": self.G_YX, "D_X": self.D_X, "D_Y": self.D_Y}
+
+    def generators(self) -> dict[str, nn.Module]:
+        """The generators to save and sample: the EMA copies when ``cfg.ema > 0``, else the trained ones."""
+        return self.ema or {"G_XY": self.G_XY, "G_YX": self.G_YX}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        for k, avg in self.ema.items():
+            torch._foreach_lerp_(list(avg.parameters()), list(self.nets()[k].parameters()), 1.0 - self.cfg.ema)
+
+    def _ac(self):
+        return autocast(self.device, self.cfg.precision)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None,
+             cy: torch.Tensor | None) -> dict[str, float]:
+        cfg = self.cfg
+        for d in (self.D_X, self.D_Y):
+            d.requires_grad_(False)
+        with self._ac():
+            fake_y = self.G_XY(x, cx)
+            rec_x = self.G_YX(fake_y, cx)
+            fake_x = self.G_YX(y, cy)
+            rec_y = self.G_XY(fake_x, cy)
+            d_fy, d_fx = self.D_Y(fake_y, cx), self.D_X(fake_x, cy)
+            if cfg.lambda_idt > 0:
+                idt_y, idt_x = self.G_XY(y, cy), self.G_YX(x, cx)
+        fake_y, rec_x, fake_x, rec_y = fake_y.float(), rec_x.float(), fake_x.float(), rec_y.float()
+        adv = gan_loss(d_fy, True, cfg.gan_loss) + gan_loss(d_fx, True, cfg.gan_loss)
+        cyc = F.l1_loss(rec_x, x) + F.l1_loss(rec_y, y)
+        idt = (F.l1_loss(idt_y.float(), y) + F.l1_loss(idt_x.float(), x)) if cfg.lambda_idt > 0 else torch.zeros(())
+        loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        self.opt_G.step()
+
+        for d in (self.D_X, self.D_Y):
+            d.requires_grad_(True)
+        py, pcy = self.pool_Y.query(fake_y.detach(), cx)
+        px, pcx = self.pool_X.query(fake_x.detach(), cy)
+        with self._ac():
+            r_y, f_y = self.D_Y(y, cy), self.D_Y(py, pcy)
+            r_x, f_x = self.D_X(x, cx), self.D_X(px, pcx)
+        loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
+            + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        self.opt_D.step()
+        self.sched_G.step()
+        self.sched_D.step()
+        self._update_ema()
+        return {"loss_G_adv": adv.item(), "loss_D": loss_D.item(), "loss_cyc": cyc.item(), "loss_idt": idt.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: v.state_dict() for k, v in self.nets().items()}
+        out.update({f"ema_{k}": v.state_dict() for k, v in self.ema.items()})
+        out.update(opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
+                   sched_G=self.sched_G.state_dict(), sched_D=self.sched_D.state_dict(),
+                   pool_X=self.pool_X.state_dict(), pool_Y=self.pool_Y.state_dict())
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, net in self.nets().items():
+            net.load_state_dict(state[k])
+        for k, net in self.ema.items():
+            net.load_state_dict(state[f"ema_{k}"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.sched_G.load_state_dict(state["sched_G"])
+        self.sched_D.load_state_dict(state["sched_D"])
+        self.pool_X.load_state_dict(state["pool_X"], self.device)
+        self.pool_Y.load_state_dict(state["pool_Y"], self.device)
+
+
+# --------------------------------------------------------------------------- helpers
+def config_hash(cfg: TrainConfig, x: DomainData, y: DomainData, device: torch.device) -> str:
+    """sha256 over the config, the device type, the subset ids and the exact pixels/CAMs."""
+    h = hashlib.sha256(json.dumps({**asdict(cfg), "device": device.type, "ckpt": CKPT_VERSION,
+                                   "torch": torch.__version__}, sort_keys=True).encode())
+    for d in (x, y):
+        h.update("\n".join(d.ids).encode())
+        h.update(d.images.numpy().tobytes())
+        if d.cams is not None:
+            h.update(d.cams.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _snapshot(dirs: dict[str, Path]) -> dict[str, dict[str, torch.Tensor]]:
+    """The files under each dir as ``{key: {relpath: uint8 tensor}}`` (stored in the checkpoint)."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, d in dirs.items():
+        files = {}
+        if d.is_dir():
+            for f in sorted(p for p in d.rglob("*") if p.is_file()):
+                data = f.read_bytes()
+                files[f.relative_to(d).as_posix()] = torch.frombuffer(bytearray(data), dtype=torch.uint8) \
+                    if data else torch.zeros(0, dtype=torch.uint8)
+        out[key] = files
+    return out
+
+
+def _restore(snapshot: dict[str, dict[str, torch.Tensor]], dirs: dict[str, Path]) -> None:
+    """Replace each dir by its snapshot (logs/samples written after the checkpoint are dropped)."""
+    for key, d in dirs.items():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True, exist_ok=True)
+        for name, data in snapshot.get(key, {}).items():
+            dest = d / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data.numpy().tobytes())
+
+
+def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: torch.Tensor | None,
+                   cys: torch.Tensor | None, path: Path) -> None:
+    """Rows: humans | G_XY(humans) | characters | G_YX(characters); saved as PNG to ``path``."""
+    from torchvision.utils import make_grid
+
+    g = model.generators()
+    with torch.no_grad(), model._ac():
+        g["G_XY"].eval(), g["G_YX"].eval()
+        fy = g["G_XY"](xs, cxs).float()
+        fx = g["G_YX"](ys, cys).float()
+        g["G_XY"].train(), g["G_YX"].train()
+    grid = make_grid(torch.cat([xs, fy, ys, fx]).cpu(), nrow=xs.shape[0], padding=2, value_range=(-1, 1),
+                     normalize=True, pad_value=1.0)
+    save_image(to_pil(grid * 2 - 1), path)
+
+
+def _gather(d: DomainData, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    x = to_model(d.images[idx].to(device))
+    c = None if d.cams is None else d.cams[idx].to(device)
+    return x, c
+
+
+def open_live(live_dir: Path, resume: bool) -> Any:
+    """``dvclive.Live`` used as a plain logger (plots declared in dvc.yaml by hand).
+
+    dvclive (3.49) raises from its repository discovery inside a git repository without
+    commits; since we neither save experiments nor write dvc.yaml, that failure is ignored.
+    """
+    from dvclive import Live
+
+    class _Live(Live):
+        def _init_dvc(self) -> None:
+            try:
+                super()._init_dvc()
+            except Exception:  # noqa: BLE001 - e.g. scmrepo SCMError "Empty git repo"
+                self._dvc_repo, self._dvc_file = None, "dvc.yaml"
+
+    return _Live(dir=str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+class _Stop(Exception):
+    """Raised (tests only) to simulate a kill right after an epoch checkpoint."""
+
+
+# --------------------------------------------------------------------------- training
+def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Path = CAM_DIR,
+          select_csv: Path = SELECT_CSV, out_dir: Path | None = None, live_dir: Path | None = None,
+          ckpt_dir: Path | None = None, progress: bool = True,
+          _stop_after_epochs: int | None = None) -> dict[str, Any]:
+    """Train the CycleGAN of ``method`` (an entry of ``cyclegan.methods``); returns the summary.
+
+    Resumes from ``ckpt_dir/last.pt`` when it holds a checkpoint of the same config hash.
+    ``_stop_after_epochs`` (tests) raises :class:`_Stop` after that many epochs' checkpoints.
+    """
+    cfg = read_config(method, params)
+    device = pick_device(params.str("device", "auto"))
+    out_dir = out_dir or MODEL_ROOT / method
+    live_dir = live_dir or LIVE_ROOT / method
+    ckpt_dir = ckpt_dir or CKPT_ROOT / method
+    ckpt_path = ckpt_dir / "last.pt"
+    console = Console(stderr=True)
+    seed_everything(cfg.seed)
+
+    X, Y = load_training_data(cfg, data_dir, cam_dir, select_csv)
+    size = int(X.images.shape[-1])
+    chash = config_hash(cfg, X, Y, device)
+    X.images, Y.images = X.images.to(device), Y.images.to(device)
+    if X.cams is not None and Y.cams is not None:
+        X.cams, Y.cams = X.cams.to(device), Y.cams.to(device)
+    model = CycleGAN(cfg, device)
+    sx, sy = IndexStream(len(X.ids), cfg.seed, 0), IndexStream(len(Y.ids), cfg.seed, 1)
+    # fixed sample images: the first few (by id) of each training set
+    ix = torch.tensor(sorted(range(len(X.ids)), key=lambda i: X.ids[i])[:N_SAMPLES])
+    iy = torch.tensor(sorted(range(len(Y.ids)), key=lambda i: Y.ids[i])[:N_SAMPLES])
+    xs, cxs = _gather(X, ix, device)
+    ys, cys = _gather(Y, iy, device)
+    samples_dir = out_dir / "samples"
+    mirrored = {"live": live_dir, "samples": samples_dir}
+
+    start_epoch, elapsed = 0, 0.0
+    ck = torch_load(ckpt_path) if ckpt_path.is_file() else None
+    if ck is not None and ck.get("config_hash") != chash:
+        console.print(f"train_cyclegan[{method}]: ignoring {rel(ckpt_path)} (other config/data)", markup=False)
+        ck = None
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        sx.pos, sy.pos = int(ck["stream_x"]), int(ck["stream_y"])
+        torch.set_rng_state(ck["torch_rng"])
+        start_epoch, elapsed = int(ck["epoch"]), float(ck["elapsed"])
+        _restore(ck["files"], mirrored)
+        console.print(f"train_cyclegan[{method}]: resuming after epoch {start_epoch}/{cfg.epochs} "
+                      f"from {rel(ckpt_path)}", markup=False)
+    else:
+        for d in (samples_dir, live_dir):
+            shutil.rmtree(d, ignore_errors=True)
+    del ck
+
+    live = open_live(live_dir, resume=start_epoch > 0)
+    imgs_per_step = 2 * cfg.batch_size
+    bar = Progress(TextColumn(f"train_cyclegan[{method}]", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=console, transient=True, disable=not progress)
+    with bar:
+        task = bar.add_task("train", total=cfg.total_steps, completed=start_epoch * cfg.steps_per_epoch, info="")
+        for epoch in range(start_epoch, cfg.epochs):
+            acc: dict[str, float] = {}
+            ep_sum: dict[str, float] = {}
+            n_acc, t_win, t_epoch = 0, time.perf_counter(), elapsed
+            for s in range(cfg.steps_per_epoch):
+                step = epoch * cfg.steps_per_epoch + s
+                t0 = time.perf_counter()
+                x, cx = _gather(X, sx.take(cfg.batch_size), device)
+                y, cy = _gather(Y, sy.take(cfg.batch_size), device)
+                lr_used = model.opt_G.param_groups[0]["lr"]
+                losses = model.step(x, y, cx, cy)
+                elapsed += time.perf_counter() - t0
+                for k, v in losses.items():
+                    acc[k] = acc.get(k, 0.0) + v
+                    ep_sum[k] = ep_sum.get(k, 0.0) + v
+                n_acc += 1
+                if (s + 1) % cfg.log_every == 0 or s == cfg.steps_per_epoch - 1:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    now = time.perf_counter()
+                    live.step = step + 1
+                    for k, v in acc.items():
+                        live.log_metric(k, v / n_acc)
+                    live.log_metric("lr", lr_used)  # the lr of the window's last step
+                    live.log_metric("images_per_s", n_acc * imgs_per_step / max(now - t_win, 1e-9))
+                    bar.update(task, info=f"cyc {acc['loss_cyc'] / n_acc:.3f} D {acc['loss_D'] / n_acc:.3f}")
+                    acc, n_acc, t_win = {}, 0, now
+                bar.update(task, advance=1)
+            live.make_summary()
+            n = cfg.steps_per_epoch
+            console.print(f"train_cyclegan[{method}] epoch {epoch + 1}/{cfg.epochs}: "
+                          + " ".join(f"{k} {v / n:.3f}" for k, v in ep_sum.items())
+                          + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s",
+                          markup=False, highlight=False, soft_wrap=True)
+            if (epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs:
+                sample_picture(model, xs, ys, cxs, cys, samples_dir / f"epoch_{epoch + 1:03d}.png")
+            if epoch + 1 < cfg.epochs:
+                torch_save({"config_hash": chash, "epoch": epoch + 1, "elapsed": elapsed,
+                            "model": model.state_dict(), "stream_x": sx.pos, "stream_y": sy.pos,
+                            "torch_rng": torch.get_rng_state(), "dvclive_step": live.step,
+                            "files": _snapshot(mirrored)}, ckpt_path)
+                if _stop_after_epochs is not None and epoch + 1 >= _stop_after_epochs:
+                    raise _Stop(f"stopped after epoch {epoch + 1}")
+
+    steps = cfg.total_steps
+    n_images = steps * imgs_per_step
+    ips = n_images / max(elapsed, 1e-9)
+    summary = {"train_seconds": round(elapsed, 3), "images_per_s": round(ips, 3), "n_human_train": len(X.ids),
+               "n_character_train": len(Y.ids), "steps": steps}
+    for k, v in summary.items():
+        live.summary[k] = v
+    live.end()
+
+    for name, net in {**model.nets(), **model.generators()}.items():  # generators: the EMA copies if any
+        torch_save({k: v.detach().float().cpu() for k, v in net.state_dict().items()}, out_dir / f"{name}.pt")
+    save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
+    write_json(out_dir / "config.json", {
+        "method": method, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
+        "upsample": cfg.upsample,
+        "ngf": cfg.ngf, "ndf": cfg.ndf, "n_res": cfg.n_res, "size": size, "cam_size": None if X.cams is None
+        else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
+        "epochs": cfg.epochs, "steps": steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "precision": cfg.precision, "device": device.type, "gan_loss": cfg.gan_loss, "ema": cfg.ema, "lambda_cyc": cfg.lambda_cyc,
+        "lambda_idt": cfg.lambda_idt, "config_hash": chash})
+    if ckpt_path.is_file():
+        ckpt_path.unlink()
+    with contextlib.suppress(OSError):
+        ckpt_dir.rmdir()
+    print(f"train_cyclegan[{method}]: {n_images} images ({steps} steps x {imgs_per_step}) in {elapsed:.1f} s "
+          f"= {ips:.1f} images/s on {device.type} (precision {cfg.precision}); human {len(X.ids)}, "
+          f"character {len(Y.ids)}; samples {rel(samples_dir)}", flush=True)
+    return summary
