@@ -56,8 +56,9 @@ def tiny_params(overrides: dict | None = None) -> dict:
     return params
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "2"}
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -71,7 +72,8 @@ def project(tmp_path: Path):
     """A fresh git + DVC project with this repo's pipeline, stage code and tiny params; committed."""
     proj = tmp_path / "proj"
     proj.mkdir()
-    shutil.copytree(ROOT / "stages", proj / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for d in ("stages", "face2anime", "inputs"):
+        shutil.copytree(ROOT / d, proj / d, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
     shutil.copy(ROOT / ".gitignore", proj / ".gitignore")
     (proj / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))

@@ -17,10 +17,24 @@ METHODS = ["gradcam", "gradcam++", "eigencam", "layercam"]
 
 @pytest.fixture(scope="module")
 def model_and_images():
+    """A classifier that really sees something: a bright square (class 1) vs none (class 0),
+    a few quick steps, so its CAMs for class 1 are non-zero and sit on the square."""
     torch.manual_seed(0)
-    model = ConvNet((4, 8, 8)).eval()
-    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
-    return model, x
+    model = ConvNet((4, 8, 8))
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(32, 3, 32, 32, generator=g) * 80).to(torch.uint8)
+    y = torch.arange(32) % 2
+    for i in torch.nonzero(y).flatten().tolist():
+        r, c = int(torch.randint(2, 20, (1,), generator=g)), int(torch.randint(2, 20, (1,), generator=g))
+        x[i, :, r:r + 10, c:c + 10] = 255
+    opt = torch.optim.Adam(model.parameters(), 0.01)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x.float() / 127.5 - 1), y).backward()
+        opt.step()
+    model.eval()
+    sel = torch.nonzero(y).flatten()[:6]
+    return model, x[sel]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -29,9 +43,42 @@ def test_cam_shape_range_and_batched_equals_single(model_and_images, method: str
     layer = find_layer(model, "default")
     batched = compute_cams(model, layer, x, target=1, method=method, batch_size=4)
     assert batched.shape == (6, 32, 32) and batched.dtype == np.float32
-    assert batched.min() >= 0.0 and batched.max() <= 1.0
+    # grad-cam min-max normalises each map itself: every map with any signal peaks at 1 exactly
+    peaks = batched.reshape(6, -1).max(1)
+    assert (peaks > 0).sum() >= 4, peaks
+    np.testing.assert_allclose(peaks[peaks > 0], 1.0, atol=1e-5)
+    assert batched.min() >= 0.0
     single = np.concatenate([compute_cams(model, layer, x[i:i + 1], 1, method, 1) for i in range(len(x))])
     np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_cam_sits_on_the_evidence(model_and_images) -> None:
+    """The class-1 CAM puts well over its area share of mass on the bright square."""
+    model, x = model_and_images
+    cams = compute_cams(model, find_layer(model, "default"), x, 1)
+    square = (x[:, 0] == 255).numpy()
+    share = (cams * square).sum((1, 2)) / cams.sum((1, 2)).clip(1e-8)
+    assert np.median(share) > 1.5 * square.mean(), share
+
+
+def test_cam_error_inside_gradcam_is_not_swallowed(model_and_images) -> None:
+    """grad-cam's __exit__ swallows IndexError; a 2-D target layer (the linear head) must be an error,
+    not silently all-zero CAMs."""
+    model, x = model_and_images
+    with pytest.raises(UserError, match="target_layer"):
+        compute_cams(model, model.head, x, 1)
+
+
+def test_all_zero_cams_are_an_error(model_and_images) -> None:
+    """A layer the output does not depend on gives all-zero maps: an error for selection, a value
+    for measurements (require_signal=False)."""
+    model, x = model_and_images
+    dead = ConvNet((4, 8, 8)).eval()
+    with torch.no_grad():
+        dead.head.weight.zero_()
+    with pytest.raises(UserError, match="all zero"):
+        compute_cams(dead, find_layer(dead, "default"), x, 1)
+    assert not compute_cams(dead, find_layer(dead, "default"), x, 1, require_signal=False).any()
 
 
 def test_cam_hooks_released(model_and_images) -> None:
@@ -125,3 +172,17 @@ def test_judge_degrade_is_seeded_and_changes_colour_blur_noise() -> None:
     assert ((a.float() - x.float()).abs().mean((1, 2, 3)) > 1).all()
     shift = (a.float().mean((2, 3)) - x.float().mean((2, 3))).abs().amax(1)
     assert (shift > 2).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("cell,expected", [("False", False), ("True", True), (float("nan"), True), (0, False)])
+def test_cam_scoring_reads_the_aligned_flag_like_resize(monkeypatch: pytest.MonkeyPatch, cell: object,
+                                                        expected: bool) -> None:
+    """One parser, one default: a manifest 'False' string is not aligned (bool('False') is True),
+    and a missing value means aligned in cam exactly as in resize."""
+    from face2anime.cam import scoring
+
+    seen = []
+    monkeypatch.setattr(scoring, "detected_boxes", lambda img, aligned: seen.append(aligned) or None)
+    rows = pd.DataFrame({"id": ["a"], "aligned": [cell]})
+    scoring.score_humans(rows, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), np.zeros((1, 8, 8), np.float32))
+    assert seen == [expected]

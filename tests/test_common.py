@@ -1,6 +1,7 @@
 """Params validation, atomic writes, safe checkpoint loading, device choice."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,13 @@ def test_repo_params_are_valid_for_every_stage() -> None:
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     for role in ("classifier", "judge"):
         classifier_config(p, role)
+    import yaml
+
+    declared = list(yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+                    ["cyclegan"]["methods"])
+    assert method_names(p) == declared and {"baseline", "proposed"} <= set(declared)
     for m in method_names(p):
         read_config(m, p)
-    assert method_names(p) == ["baseline", "proposed"]
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
@@ -78,7 +83,7 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path: Path) -> None:
     assert torch.equal(torch_load(tmp_path / "c.pt")["w"], torch.ones(2))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         torch_load(tmp_path / "evil.pt")
     with pytest.raises(UserError, match="not found"):
         torch_load(tmp_path / "none.pt")
@@ -90,3 +95,52 @@ def test_device_choice() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+@pytest.mark.parametrize("has_bf16,device,asked,expected", [
+    (True, "cpu", "auto", "bf16"), (False, "cpu", "auto", "fp32"), (False, "cuda", "auto", "bf16"),
+    (True, "cpu", "fp32", "fp32"), (False, "cpu", "bf16", "bf16")])
+def test_precision_resolution_and_autocast(monkeypatch: pytest.MonkeyPatch, has_bf16: bool, device: str,
+                                           asked: str, expected: str) -> None:
+    """`auto` follows the hardware; an explicit value wins; autocast really computes in what it resolved to."""
+    from face2anime.core import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: has_bf16)
+    assert runtime.resolve_precision(torch.device(device), asked) == expected
+    if device == "cpu":
+        lin = torch.nn.Linear(4, 4)
+        with runtime.autocast(torch.device("cpu"), asked):
+            out = lin(torch.ones(1, 4))
+        assert out.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
+
+
+def test_unknown_precision_is_a_user_error() -> None:
+    from face2anime.core.runtime import resolve_precision
+
+    with pytest.raises(UserError, match="precision must be one of"):
+        resolve_precision(torch.device("cpu"), "fp16")
+
+
+@pytest.mark.parametrize("value", [16, [], [16, "x"], [16, True], [0, 8]])
+def test_widths_must_be_a_list_of_positive_ints(value: object) -> None:
+    """A scalar or empty widths list used to crash with TypeError/IndexError."""
+    from face2anime.models.classify import classifier_config
+
+    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    for section in ("classifier", "judge", "attributes"):
+        p.data[section]["widths"] = value
+    for role in ("classifier", "judge"):
+        with pytest.raises(UserError, match=f"'{role}.widths'"):
+            classifier_config(p, role)
+    with pytest.raises(UserError, match="'attributes.widths'"):
+        p.int_list("attributes.widths", lo=1)
+
+
+def test_one_aligned_parser() -> None:
+    from face2anime.data.images import ALIGNED_DEFAULT, is_aligned
+
+    assert ALIGNED_DEFAULT is True
+    assert [is_aligned(v) for v in (True, False, "True", "false", 0, 1.0, "yes", "no")] == \
+        [True, False, True, False, False, True, True, False]
+    assert is_aligned(float("nan")) is ALIGNED_DEFAULT and is_aligned("") is ALIGNED_DEFAULT
+    assert is_aligned(None) is ALIGNED_DEFAULT

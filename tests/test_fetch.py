@@ -25,6 +25,7 @@ class _State:
         self.ignore_range = False       # always answer 200 with the whole body
         self.requests: list[tuple[str, str | None]] = []   # (path, Range header)
         self.fail_5xx = 0               # this many 503 answers first
+        self.drop_always = False        # every reply is cut in the middle
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -77,7 +78,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/zip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if st.drop_once and start == 0:
+        if st.drop_always or (st.drop_once and start == 0):
             st.drop_once = False
             self.wfile.write(body[: len(body) // 3])
             self.wfile.flush()
@@ -234,3 +235,21 @@ def test_stale_destination_is_fetched_again(server, tmp_path):
 def test_unsupported_scheme():
     with pytest.raises(UserError, match="scheme"):
         fetch.download("ftp://example.org/x.zip", Path("x.zip"), progress=False)
+
+
+def test_server_that_ignores_range_and_always_drops_gives_up(server, tmp_path):
+    """Each attempt receives bytes (which resets the retry count) but never the whole file, and
+    the restarts from zero never finish: total attempts are capped, so this cannot loop forever."""
+    url, st = server
+    st.ignore_range, st.drop_always = True, True
+    with pytest.raises(UserError, match="gave up after 7 attempts"):
+        fetch.download(url + "/data.zip", tmp_path / "d.zip", sha256=SHA, retries=2, max_attempts=7, **FAST)
+    assert len(st.requests) == 7
+
+
+def test_total_time_is_capped(server, tmp_path):
+    url, st = server
+    st.ignore_range, st.drop_always = True, True
+    with pytest.raises(UserError, match="gave up after"):
+        fetch.download(url + "/data.zip", tmp_path / "d.zip", sha256=SHA, retries=2, max_seconds=0.0, **FAST)
+    assert len(st.requests) == 1

@@ -19,6 +19,18 @@ def test_kid_of_set_against_itself_is_about_zero_and_positive_for_other_distribu
     assert diff_mean > 10 * max(abs(same_mean), same_std)
 
 
+def test_mmd2_unbiased_hand_computed() -> None:
+    """x = {0, 1}, y = {2, 3} in 1-D, k(a, b) = (ab + 1)^3. Unbiased (U-statistic, diagonals left
+    out): k(0,1)=1 -> 1; k(2,3)=343 -> 343; cross mean (1+1+27+64)/4 = 23.25 -> 1 + 343 - 46.5 = 297.5.
+    The biased estimate (diagonals in) would be 2.75 + 452.75 - 46.5 = 409."""
+    from face2anime.evaluation.measures import mmd2_unbiased
+
+    x, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[2.0], [3.0]])
+    assert mmd2_unbiased(x.double(), y.double()) == pytest.approx(297.5)
+    mean, std = kid(x, y, n_subsets=3, subset_size=2)
+    assert mean == pytest.approx(297.5) and std == pytest.approx(0.0)
+
+
 def test_ssim_identical_is_one_and_noise_is_low() -> None:
     g = torch.Generator().manual_seed(0)
     img = torch.rand(2, 1, 32, 32, generator=g)

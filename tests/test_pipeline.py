@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import BIN, run
+from test_dvc_deps import check_param_trace
+
+from face2anime.core.params import TRACE_ENV
 
 DVC = str(BIN / "dvc")
 
@@ -18,8 +21,9 @@ def stages_run(out: str) -> set[str]:
 
 
 @pytest.mark.e2e
-def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path) -> None:
-    res = run([DVC, "repro"], project)
+def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_path: Path) -> None:
+    trace = tmp_path / "param-trace.jsonl"
+    res = run([DVC, "repro"], project, env={TRACE_ENV: str(trace)})
     ran = stages_run(res.stdout)
     assert {"download", "resize", "train_classifier", "cam", "select", "train_attributes",
             "train_cyclegan@baseline", "train_cyclegan@proposed", "translate@baseline",
@@ -38,6 +42,14 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path) -> None
     assert ev["attr_preservation"]["chance"] > 0
     sel = json.loads((project / "metrics/select.json").read_text())
     assert sel["selected"] == 16 and sel["base_rate"] is not None
+
+    # every param key each stage read during this run is declared for that stage in dvc.yaml
+    assert check_param_trace(trace, project) == {}
+
+    # every stage recorded what `precision: auto` resolved to on this machine
+    for f in ("classifier.json", "judge.json", "attributes.json", "cyclegan/proposed/metrics.json"):
+        m = json.loads((project / "metrics" / f).read_text())
+        assert m["precision"] in ("fp32", "bf16") and m["device"] in ("cpu", "cuda"), f
 
     # everything is cached: a second repro runs nothing
     again = run([DVC, "repro"], project)

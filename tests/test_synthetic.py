@@ -160,7 +160,6 @@ def test_hard_kinds_look_different() -> None:
             x0, y0, x1, y1 = (int(round(v * 48)) for v in b["leye"])
             eye_dark[kind].append(np.abs(img[y0:y1, x0:x1].astype(float) - img[y0:y1, x0:x1].mean((0, 1))).mean())
     assert np.mean(stds["low_contrast"]) < 0.6 * np.mean(stds[""])
-    assert all(len(v) == 10 for v in eye_dark.values())
     # clean eyes have sclera/iris/pupil structure; hidden eyes (bar, hand or hair) much less
     assert np.mean(eye_dark["occluded_eyes"]) < np.mean(eye_dark[""])
 
@@ -225,12 +224,15 @@ def test_contact_sheet_matches_hair_colour(dataset: tuple[Path, pd.DataFrame]) -
     _, m = dataset
     chars = m[m.domain == "character"]
     used: set[str] = set()
-    for _, row in m[(m.domain == "human") & m.clean].head(4).iterrows():
+    checked = 0
+    for _, row in m[(m.domain == "human") & m.clean].head(6).iterrows():
+        free_same_hair = chars[~chars["id"].isin(used) & (chars["hair_color"] == row["hair_color"])]
         cid = S._match_character(row, chars, used)
         used.add(cid)
-        c = chars.set_index("id").loc[cid]
-        if (chars["hair_color"] == row["hair_color"]).sum() > len(used) - 1:
-            assert c["hair_color"] == row["hair_color"]
+        if len(free_same_hair):   # a character with this hair colour was still free: it must be chosen
+            assert chars.set_index("id").loc[cid, "hair_color"] == row["hair_color"]
+            checked += 1
+    assert checked >= 4, "the fixture must exercise the hair-colour match"
 
 
 def test_bench_runs(capsys: pytest.CaptureFixture) -> None:

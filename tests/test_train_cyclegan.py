@@ -263,6 +263,25 @@ def test_checkpoint_of_other_config_is_ignored(dataset: dict[str, Path], tmp_pat
     assert all(torch.equal(a["G_XY"][k], b["G_XY"][k]) for k in a["G_XY"])
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not_ours"])
+def test_damaged_checkpoint_is_reported_and_training_starts_fresh(dataset: dict[str, Path], tmp_path: Path,
+                                                                  damage: str, capsys) -> None:
+    with pytest.raises(tc._Stop):
+        _run("baseline", dataset, tmp_path / "killed", _stop_after_epochs=1)
+    ckpt = tmp_path / "killed" / "ckpt" / "last.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint at all",
+                      "not_ours": b""}[damage])
+    if damage == "not_ours":
+        torch.save({"config_hash": "x", "unrelated": torch.zeros(1)}, ckpt)
+    _run("baseline", dataset, tmp_path / "killed")
+    err = capsys.readouterr().err
+    assert "ignoring" in err and "Traceback" not in err
+    _run("baseline", dataset, tmp_path / "fresh")
+    a, b = _weights(tmp_path / "fresh" / "model"), _weights(tmp_path / "killed" / "model")
+    assert all(torch.equal(a["G_XY"][k], b["G_XY"][k]) for k in a["G_XY"])
+
+
 def test_baseline_runs_without_select_or_cam(dataset: dict[str, Path], tmp_path: Path) -> None:
     summary = tc.train("baseline", _params(epochs=1, lr_decay_epochs=0), progress=False,
                        data_dir=dataset["data_dir"], cam_dir=tmp_path / "missing_cam",

@@ -26,7 +26,9 @@ from face2anime.core.io import atomic_path, rel, save_csv, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import pick_device
 from face2anime.data.images import (
+    ALIGNED_DEFAULT,
     RESIZED_DIR,
+    is_aligned,
     is_clean,
     load_split,
     read_manifest,
@@ -151,7 +153,7 @@ def score_humans(rows: pd.DataFrame, x: torch.Tensor, cams: np.ndarray) -> pd.Da
         boxes = manifest_boxes(row)
         src = "manifest"
         if boxes is None:
-            aligned = bool(row["aligned"]) if "aligned" in row.index and not pd.isna(row["aligned"]) else False
+            aligned = is_aligned(row["aligned"]) if "aligned" in row.index else ALIGNED_DEFAULT
             boxes = detected_boxes(x[i], aligned)
             src = ("canonical" if aligned else "detected") if boxes else "none"
         focus.append(part_focus(cams[i], boxes) if boxes else 0.0)

@@ -79,3 +79,18 @@ def rel(path: str | os.PathLike) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+#: User-provided inputs inside the repo (local photos, pretrained weights). The stages that
+#: read them declare these folders as DVC dependencies, so adding or changing a file there
+#: re-runs them; files elsewhere are invisible to DVC.
+INPUTS_DIR = Path("inputs")
+
+
+def inside_inputs(path: str | os.PathLike) -> bool:
+    """True when ``path`` lies inside the repo's ``inputs/`` folder (seen by DVC)."""
+    try:
+        Path(path).resolve().relative_to(INPUTS_DIR.resolve())
+        return True
+    except ValueError:
+        return False

@@ -12,6 +12,25 @@ from typing import Any, Sequence
 import yaml
 
 PARAMS_FILE = "params.yaml"
+#: When this environment variable names a file, every process appends the param keys it
+#: read (one JSON line: argv and keys) at exit. The DVC-dependency test uses it to check
+#: that each stage declares every param it reads.
+TRACE_ENV = "FACE2ANIME_PARAM_TRACE"
+_READ: set[str] = set()
+
+
+def _write_trace() -> None:
+    import json
+    import sys
+
+    with open(os.environ[TRACE_ENV], "a") as fh:
+        fh.write(json.dumps({"argv": sys.argv[1:], "keys": sorted(_READ)}) + "\n")
+
+
+if os.environ.get(TRACE_ENV):
+    import atexit
+
+    atexit.register(_write_trace)
 
 
 class UserError(Exception):
@@ -38,6 +57,7 @@ class Params:
         self.source = source
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
+        _READ.add(key)
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -79,6 +99,17 @@ class Params:
         if choices is not None and v not in choices:
             raise self._bad(key, "one of " + ", ".join(choices), v)
         return v
+
+    def int_list(self, key: str, default: Any = _MISSING, min_len: int = 1, lo: float | None = None,
+                 hi: float | None = None) -> list[int]:
+        """A list of at least ``min_len`` integers, each in [lo, hi] (e.g. network widths)."""
+        v = self.raw(key, default)
+        if (not isinstance(v, list) or len(v) < min_len
+                or any(isinstance(x, bool) or not isinstance(x, int) for x in v)):
+            raise self._bad(key, f"a list of at least {min_len} integers", v)
+        for x in v:
+            self._range(key, x, lo, hi)
+        return list(v)
 
     def dict(self, key: str, default: Any = _MISSING) -> dict[str, Any]:
         v = self.raw(key, default)

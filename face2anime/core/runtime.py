@@ -45,11 +45,26 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(device: Any, precision: str = "auto") -> str:
+    """What ``precision`` means on ``device``: ``bf16`` (autocast) or ``fp32``.
+
+    ``auto`` is bf16 on CUDA and on CPUs with native bf16 instructions, else fp32.
+    Stages record the resolved value in their metrics, since ``auto`` depends on the machine.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
+    return precision
+
+
 def autocast(device: Any, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, and on CPUs with native bf16 when ``precision`` is auto/bf16."""
+    """bf16 autocast when ``precision`` resolves to bf16 on ``device`` (see :func:`resolve_precision`)."""
     import torch
 
-    use = precision == "bf16" or (precision == "auto" and (device.type == "cuda" or cpu_has_bf16()))
-    if not use:
+    if resolve_precision(device, precision) != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

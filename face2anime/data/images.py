@@ -6,7 +6,9 @@ range every network in this project consumes (CycleGAN's tanh range).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +60,29 @@ def load_split(manifest: pd.DataFrame, domain: str, split: str | None,
 def is_clean(s: pd.Series) -> pd.Series:
     """The manifest's ``clean`` flag as bool, however pandas read it (bool, 'True', 1, 1.0)."""
     return s.astype(str).str.lower().isin(["true", "1", "1.0"])
+
+
+#: A manifest row that does not say whether its image is an aligned face crop counts as
+#: aligned (every built-in source says; an aligned crop is neither face-cropped again in
+#: ``resize`` nor face-detected in ``cam``).
+ALIGNED_DEFAULT = True
+
+
+def is_aligned(value: Any, default: bool = ALIGNED_DEFAULT) -> bool:
+    """The manifest's ``aligned`` cell as bool (bool, 0/1, 'True'/'false'/'yes'); empty/NaN -> ``default``.
+
+    The one parser of this flag: ``resize`` and ``cam`` both use it.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer, float)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("", "nan", "none"):
+        return default
+    return text in ("true", "1", "yes", "y", "t")
 
 
 def to_model(x: torch.Tensor) -> torch.Tensor:

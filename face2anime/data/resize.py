@@ -40,6 +40,7 @@ from rich.progress import (
 from face2anime.core.io import rel, save_csv, save_image, write_json
 from face2anime.core.params import UserError
 from face2anime.data.imageio import BadImage, load_rgb
+from face2anime.data.images import ALIGNED_DEFAULT, is_aligned
 from face2anime.data.ops import square_crop_box
 
 RAW_DIR = Path("data/raw")
@@ -86,21 +87,6 @@ def _box_columns(df: pd.DataFrame) -> list[str]:
     return [f"{p}_{c}" for p in PARTS for c in ("x0", "y0", "x1", "y1") if f"{p}_{c}" in df.columns]
 
 
-def _as_bool(value: Any, default: bool) -> bool:
-    """Manifest cell -> bool; empty/NaN -> ``default``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return default
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer, float)):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("", "nan", "none"):
-        return default
-    return text in ("true", "1", "yes", "y", "t")
-
-
-# --------------------------------------------------------------------------- split
 def choose_test_ids(ids_by_domain: dict[str, list[str]], test_count: int, seed: int) -> set[str]:
     """Pick exactly ``test_count`` test ids per domain, deterministically.
 
@@ -289,7 +275,7 @@ def _process_one(path: Path, rid: str, domain: str, row: pd.Series, size: int, m
                  ) -> dict[str, Any]:
     """One row -> ``staging/{domain}/{id}.png``; returns its record. Raises BadImage to skip."""
     img, conversions = load_rgb(path, max_pixels=max_pixels)
-    aligned = _as_bool(row["aligned"], default=True) if has_aligned else True
+    aligned = is_aligned(row["aligned"]) if has_aligned else ALIGNED_DEFAULT
     new_boxes: dict[str, float] = {}
     if crop_face is not None and not aligned:
         face = crop_face(img, margin=FACE_MARGIN)

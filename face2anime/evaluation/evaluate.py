@@ -123,8 +123,8 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
     is_char = judged_character(judge, fake, device)
     kid_mean, kid_std = kid(judge_features(judge, fake, device), judge_features(judge, real_char, device),
                             n_subsets, subset_size, seed)
-    cam_src = compute_cams(judge, judge.cam_layer, src, LABELS["human"])
-    cam_fake = compute_cams(judge, judge.cam_layer, fake, LABELS["character"])
+    cam_src = compute_cams(judge, judge.cam_layer, src, LABELS["human"], require_signal=False)
+    cam_fake = compute_cams(judge, judge.cam_layer, fake, LABELS["character"], require_signal=False)
     predictor_json = metrics_dir / "attributes.json"
     predictor_metrics = json.loads(predictor_json.read_text()) if predictor_json.is_file() else None
 

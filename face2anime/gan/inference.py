@@ -76,7 +76,8 @@ class Translator:
         """CAMs ``[B, 1, S/4, S/4]`` of uint8 images of ``domain`` for its own class (None without attention)."""
         if not self.attention:
             return None
-        full = compute_cams(self.classifier, self.layer, x, LABELS[domain], self.cam_method)
+        full = compute_cams(self.classifier, self.layer, x, LABELS[domain], self.cam_method,
+                            require_signal=False)
         return torch.from_numpy(downsample(full, self.size // 4)).float()[:, None].to(self.device)
 
     @torch.no_grad()

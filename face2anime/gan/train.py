@@ -37,7 +37,6 @@ output) lets a killed run resume bit-exactly on CPU; it is deleted on success.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import shutil
@@ -60,6 +59,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from face2anime.core.io import (
     rel,
@@ -69,8 +69,14 @@ from face2anime.core.io import (
     torch_save,
     write_json,
 )
+from face2anime.core.live import open_live
 from face2anime.core.params import Params, UserError
-from face2anime.core.runtime import autocast, pick_device, seed_everything
+from face2anime.core.runtime import (
+    autocast,
+    pick_device,
+    resolve_precision,
+    seed_everything,
+)
 from face2anime.data.images import (
     RESIZED_DIR,
     load_images,
@@ -94,7 +100,7 @@ CAM_DIR = Path("data/cam")
 SELECT_CSV = Path("data/select/selected.csv")
 SUBSETS = ("random", "selected")
 N_SAMPLES = 4          # images per domain in each sample picture
-CKPT_VERSION = 2
+CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "lr", "images_per_s")
 
@@ -168,16 +174,18 @@ def check_inputs(method: str, entry: dict, where: str) -> None:
 
 def read_config(method: str, params: Params) -> TrainConfig:
     """Validate the params of ``method``; unknown method or a bad entry -> UserError."""
-    methods = params.dict("cyclegan.methods")
-    if method not in methods:
+    # Only this method's entry is read (the stage declares cyclegan.methods.METHOD as its param);
+    # the list of all methods is read only to word the error for an unknown one.
+    entry = params.raw(f"cyclegan.methods.{method}", None)
+    if entry is None:
+        methods = params.raw("cyclegan.methods", {})
         raise UserError(f"unknown cyclegan method {method!r}; configured methods: {', '.join(methods) or '(none)'} "
                         f"(cyclegan.methods in {params.source})")
-    entry = methods[method]
     where = f"{params.source}: cyclegan.methods.{method}"
     # other keys (e.g. per-method dependency paths that dvc.yaml interpolates) are ignored here
     if not isinstance(entry, dict) or not {"subset", "attention"} <= set(entry):
         raise UserError(f"{where} must be a mapping with the keys subset ({'|'.join(SUBSETS)}) and "
-                        f"attention (true|false), got {entry!r}; configured methods: {', '.join(methods)}")
+                        f"attention (true|false), got {entry!r}")
     if entry["subset"] not in SUBSETS:
         raise UserError(f"{where}.subset must be one of {', '.join(SUBSETS)}, got {entry['subset']!r}")
     if not isinstance(entry["attention"], bool):
@@ -421,20 +429,25 @@ class CycleGAN:
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
         self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with cam_y
         self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with cam_x
-        self.ema = {k: copy.deepcopy(g).requires_grad_(False) for k, g in
-                    (("G_XY", self.G_XY), ("G_YX", self.G_YX))} if cfg.ema > 0 else {}
+        self.ema: dict[str, AveragedModel] = {}
+        if cfg.ema > 0:
+            for k, g in (("G_XY", self.G_XY), ("G_YX", self.G_YX)):
+                avg = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)).requires_grad_(False)
+                avg.update_parameters(g)  # the first update copies: the average starts at the initial weights
+                self.ema[k] = avg
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G_XY": self.G_XY, "G_YX": self.G_YX, "D_X": self.D_X, "D_Y": self.D_Y}
 
     def generators(self) -> dict[str, nn.Module]:
         """The generators to save and sample: the EMA copies when ``cfg.ema > 0``, else the trained ones."""
-        return self.ema or {"G_XY": self.G_XY, "G_YX": self.G_YX}
+        if self.ema:
+            return {k: avg.module for k, avg in self.ema.items()}
+        return {"G_XY": self.G_XY, "G_YX": self.G_YX}
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
         for k, avg in self.ema.items():
-            torch._foreach_lerp_(list(avg.parameters()), list(self.nets()[k].parameters()), 1.0 - self.cfg.ema)
+            avg.update_parameters(self.nets()[k])
 
     def _ac(self):
         return autocast(self.device, self.cfg.precision)
@@ -559,22 +572,24 @@ def _gather(d: DomainData, idx: torch.Tensor, device: torch.device) -> tuple[tor
     return x, c
 
 
-def open_live(live_dir: Path, resume: bool) -> Any:
-    """``dvclive.Live`` used as a plain logger (plots declared in dvc.yaml by hand).
+def read_checkpoint(path: Path, chash: str, who: str, console: Console) -> dict[str, Any] | None:
+    """The resume checkpoint at ``path`` if it exists, loads and matches ``chash``; else None.
 
-    dvclive (3.49) raises from its repository discovery inside a git repository without
-    commits; since we neither save experiments nor write dvc.yaml, that failure is ignored.
+    A file that cannot be read (truncated, corrupt, not ours) is reported and ignored, so the
+    stage starts fresh instead of crashing.
     """
-    from dvclive import Live
-
-    class _Live(Live):
-        def _init_dvc(self) -> None:
-            try:
-                super()._init_dvc()
-            except Exception:  # noqa: BLE001 - e.g. scmrepo SCMError "Empty git repo"
-                self._dvc_repo, self._dvc_file = None, "dvc.yaml"
-
-    return _Live(dir=str(live_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
+    if not path.is_file():
+        return None
+    try:
+        ck = torch_load(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means "start fresh"
+        console.print(f"{who}: ignoring unreadable checkpoint {rel(path)} ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0] if str(e) else ''}); starting fresh", markup=False)
+        return None
+    if not isinstance(ck, dict) or ck.get("config_hash") != chash:
+        console.print(f"{who}: ignoring {rel(path)} (other config/data)", markup=False)
+        return None
+    return ck
 
 
 class _Stop(Exception):
@@ -617,16 +632,21 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     mirrored = {"live": live_dir, "samples": samples_dir}
 
     start_epoch, elapsed = 0, 0.0
-    ck = torch_load(ckpt_path) if ckpt_path.is_file() else None
-    if ck is not None and ck.get("config_hash") != chash:
-        console.print(f"train_cyclegan[{method}]: ignoring {rel(ckpt_path)} (other config/data)", markup=False)
-        ck = None
+    ck = read_checkpoint(ckpt_path, chash, f"train_cyclegan[{method}]", console)
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        sx.pos, sy.pos = int(ck["stream_x"]), int(ck["stream_y"])
-        torch.set_rng_state(ck["torch_rng"])
-        start_epoch, elapsed = int(ck["epoch"]), float(ck["elapsed"])
-        _restore(ck["files"], mirrored)
+        try:
+            model.load_state_dict(ck["model"])
+            sx.pos, sy.pos = int(ck["stream_x"]), int(ck["stream_y"])
+            torch.set_rng_state(ck["torch_rng"])
+            start_epoch, elapsed = int(ck["epoch"]), float(ck["elapsed"])
+            _restore(ck["files"], mirrored)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            console.print(f"train_cyclegan[{method}]: ignoring damaged checkpoint {rel(ckpt_path)} "
+                          f"({type(e).__name__}: {e}); starting fresh", markup=False)
+            model, start_epoch, elapsed, ck = CycleGAN(cfg, device), 0, 0.0, None
+            sx.pos = sy.pos = 0
+            seed_everything(cfg.seed)
+    if ck is not None:
         console.print(f"train_cyclegan[{method}]: resuming after epoch {start_epoch}/{cfg.epochs} "
                       f"from {rel(ckpt_path)}", markup=False)
     else:
@@ -689,7 +709,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     n_images = steps * imgs_per_step
     ips = n_images / max(elapsed, 1e-9)
     summary = {"train_seconds": round(elapsed, 3), "images_per_s": round(ips, 3), "n_human_train": len(X.ids),
-               "n_character_train": len(Y.ids), "steps": steps}
+               "n_character_train": len(Y.ids), "steps": steps,
+               "device": device.type, "precision": resolve_precision(device, cfg.precision)}
     for k, v in summary.items():
         live.summary[k] = v
     live.end()

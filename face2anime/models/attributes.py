@@ -23,10 +23,15 @@ from rich.console import Console
 
 from face2anime.core.io import torch_load, torch_save, write_json
 from face2anime.core.params import Params, UserError
-from face2anime.core.runtime import pick_device, seed_everything
+from face2anime.core.runtime import (
+    PRECISIONS,
+    pick_device,
+    resolve_precision,
+    seed_everything,
+)
 from face2anime.data.images import RESIZED_DIR, load_split, read_manifest, to_model
 from face2anime.models.classifiers import AttributePredictor
-from face2anime.models.classify import PRECISIONS, fit
+from face2anime.models.classify import fit
 
 MODEL_DIR = Path("models/attributes")
 SEED_OFFSET = 104729
@@ -89,7 +94,7 @@ def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Pa
     epochs = params.int("attributes.epochs", lo=1)
     batch_size = params.int("attributes.batch_size", lo=1)
     lr = params.float("attributes.lr", lo=0.0)
-    widths = [int(w) for w in params.raw("attributes.widths")]
+    widths = params.int_list("attributes.widths", lo=1, hi=4096)
     seed = params.int("seed", lo=0) + SEED_OFFSET
     manifest = read_manifest(data_dir)
     attrs = attribute_columns(manifest)
@@ -101,6 +106,7 @@ def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Pa
         Console().print("train_attributes: no attribute labels in this data; preservation will be null")
         return metrics
     seed_everything(seed)
+    precision = params.str("precision", choices=PRECISIONS)
     rows, x = load_split(manifest, "character", "train", data_dir)
     trows, xt = load_split(manifest, "character", "test", data_dir)
     y, yt = encode(rows, attrs), encode(trows, attrs)
@@ -108,12 +114,13 @@ def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Pa
     model = AttributePredictor(n_values, widths)
     t0 = time.perf_counter()
     fit(model, x, multi_ce, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-        desc="attributes", precision=params.str("precision", choices=PRECISIONS))
+        desc="attributes", precision=precision)
     acc = accuracy(predict_attributes(model, xt, device), yt)
     torch_save(model.cpu().state_dict(), model_dir / "model.pt")
     write_json(model_dir / "config.json", {"available": True, "attributes": attrs, "widths": widths})
     metrics = {"available": True, "test_accuracy": acc, "chance": chance(yt, n_values),
-               "n_train": len(x), "n_test": len(xt), "train_seconds": round(time.perf_counter() - t0, 2)}
+               "n_train": len(x), "n_test": len(xt), "train_seconds": round(time.perf_counter() - t0, 2),
+               "device": device.type, "precision": resolve_precision(device, precision)}
     write_json(metrics_path, metrics)
     Console().print(f"train_attributes: mean accuracy {acc['mean']:.3f} on {len(xt)} character test images "
                     f"(majority chance {metrics['chance']['majority']['mean']:.3f})")

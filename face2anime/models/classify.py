@@ -22,9 +22,23 @@ import torchvision.transforms.v2.functional as TF
 from rich.console import Console
 from rich.progress import Progress
 
-from face2anime.core.io import rel, torch_load, torch_save, write_json
+from face2anime.core.io import (
+    INPUTS_DIR,
+    inside_inputs,
+    rel,
+    torch_load,
+    torch_save,
+    write_json,
+)
+from face2anime.core.live import open_live
 from face2anime.core.params import Params, UserError
-from face2anime.core.runtime import autocast, pick_device, seed_everything
+from face2anime.core.runtime import (
+    PRECISIONS,
+    autocast,
+    pick_device,
+    resolve_precision,
+    seed_everything,
+)
 from face2anime.data.images import RESIZED_DIR, load_split, read_manifest, to_model
 from face2anime.data.ops import gaussian_blur
 from face2anime.models.classifiers import ARCHS, build_classifier
@@ -32,7 +46,6 @@ from face2anime.models.classifiers import ARCHS, build_classifier
 MODEL_DIR = Path("models/classifier")
 LABELS = {"human": 0, "character": 1}
 SEED_OFFSETS = {"classifier": 0, "judge": 7919}
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
@@ -156,7 +169,7 @@ def classifier_config(params: Params, role: str) -> dict:
     k = role
     return {
         "arch": params.str(f"{k}.arch", choices=ARCHS),
-        "widths": [int(w) for w in params.raw(f"{k}.widths")],
+        "widths": params.int_list(f"{k}.widths", lo=1, hi=4096),
         "dropout": params.float(f"{k}.dropout", 0.0, lo=0.0, hi=0.9),
         "epochs": params.int(f"{k}.epochs", lo=1),
         "batch_size": params.int(f"{k}.batch_size", lo=1),
@@ -169,11 +182,39 @@ def classifier_config(params: Params, role: str) -> dict:
     }
 
 
+def load_pretrained(model: nn.Module, path: Path, key: str) -> None:
+    """Start ``model`` from a local state dict (``weights_only`` load).
+
+    Keys may be missing or extra (a torchvision ResNet's ``fc``, say), but a tensor whose
+    shape differs from the model's is a :class:`UserError` naming it. A file outside
+    ``inputs/`` gets a warning: DVC cannot see when it changes.
+    """
+    if not inside_inputs(path):
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] {key} = {path} is outside {INPUTS_DIR}/, so DVC cannot see when it "
+            f"changes: put it under {INPUTS_DIR}/pretrained/ (a declared dependency)", highlight=False,
+            soft_wrap=True)
+    try:
+        state = torch_load(path)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"param '{key}': cannot load {path} as a state dict ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"param '{key}': {path} is not a state dict of tensors")
+    own = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]
+    if wrong:
+        raise UserError(f"param '{key}': {path} does not fit this model ({len(wrong)} tensors of the wrong "
+                        f"shape, e.g. {wrong[0]}); check the arch and widths params")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    Console().print(f"loaded {rel(path)} ({len(missing)} missing, {len(unexpected)} unexpected keys)")
+
+
 def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, metrics_dir: Path,
               device: torch.device) -> dict:
     """Train one classifier ``role`` and write its weights, config, metrics and curves."""
-    from dvclive import Live
-
     seed_everything(cfg["seed"])
     x, y, _ = load_domain_pair(manifest, "train", data_dir)
     if cfg["train_share"] < 1.0:  # the judge sees a different random subset of the train split
@@ -183,9 +224,7 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
     xt, yt, _ = load_domain_pair(manifest, "test", data_dir)
     model = build_classifier(cfg["arch"], cfg["widths"], cfg["dropout"])
     if cfg["pretrained"]:
-        state = torch_load(cfg["pretrained"])
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        Console().print(f"{role}: loaded {rel(cfg['pretrained'])} ({len(missing)} missing, {len(unexpected)} unexpected keys)")
+        load_pretrained(model, Path(cfg["pretrained"]), f"{role}.pretrained")
 
     def held_out() -> dict:
         logits = predict(model, xt, device)
@@ -194,8 +233,7 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
                 "test_accuracy": float((logits.argmax(1) == yt).float().mean())}
 
     t0 = time.perf_counter()
-    with Live(dir=str(metrics_dir / "train_classifier" / role), dvcyaml=False, save_dvc_exp=False,
-              report=None) as live:
+    with open_live(metrics_dir / "train_classifier" / role) as live:
         history = fit(model, x, F.cross_entropy, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                       lr=cfg["lr"], seed=cfg["seed"], device=device, live=live, evaluate=held_out, desc=role,
                       precision=cfg["precision"], degrade_p=cfg["degrade"])
@@ -210,6 +248,7 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
         "test_accuracy_character": float((pred[yt == 1] == 1).float().mean()),
         "n_train": len(x), "n_test": len(xt), "epochs": cfg["epochs"], "arch": cfg["arch"],
         "train_seconds": round(seconds, 2),
+        "device": device.type, "precision": resolve_precision(device, cfg["precision"]),
     }
     torch_save(model.cpu().state_dict(), model_dir / f"{role}.pt")
     write_json(model_dir / f"{role}.json", cfg)

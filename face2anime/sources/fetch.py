@@ -189,13 +189,17 @@ def _fetch_once(url: str, part: Path, size: int | None, timeout: float,
 
 def download(url: str, dest: Path, *, sha256: str | None = None, md5: str | None = None,
              size: int | None = None, retries: int = 4, backoff: float = 1.0,
-             progress: bool = True, timeout: float = 30) -> Path:
+             progress: bool = True, timeout: float = 30, max_attempts: int | None = None,
+             max_seconds: float = 6 * 3600) -> Path:
     """Fetch ``url`` to ``dest`` (resumable, retried, verified, atomic); return the path.
 
     ``file://`` URLs and plain paths are verified and returned as they are (no copy).
     An existing ``dest`` that passes the checks is returned without network access; one
     that fails them is fetched again. Retries: ``retries`` extra attempts after the first,
-    sleeping ``backoff * 2**k`` seconds; an attempt that received bytes resets the count.
+    sleeping ``backoff * 2**k`` seconds; an attempt that received bytes resets that count.
+    Whatever happens, at most ``max_attempts`` attempts in all (default ``10 * (retries + 1)``)
+    and ``max_seconds`` of wall time: a server that ignores Range requests and always drops
+    the connection cannot keep the download looping forever.
     A checksum mismatch after download deletes the part file and raises UserError.
     """
     src = local_path(url)
@@ -230,8 +234,11 @@ def download(url: str, dest: Path, *, sha256: str | None = None, md5: str | None
                   TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
                   disable=not progress) as bar:
         task = bar.add_task(dest.name, total=size)
-        attempt = 0
+        attempt, total = 0, 0
+        cap = max_attempts if max_attempts is not None else 10 * (retries + 1)
+        deadline = time.monotonic() + max_seconds
         while True:
+            total += 1
             try:
                 _fetch_once(url, part, size, timeout,
                             lambda total, done: bar.update(task, total=total, completed=done),
@@ -239,6 +246,10 @@ def download(url: str, dest: Path, *, sha256: str | None = None, md5: str | None
                 break
             except _Retryable as e:
                 attempt = 1 if e.progressed else attempt + 1
+                if total >= cap or time.monotonic() >= deadline:
+                    raise UserError(f"download of {url} gave up after {total} attempts in "
+                                    f"{max_seconds - (deadline - time.monotonic()):.0f} s: {e} (the server keeps "
+                                    f"dropping the connection; {HAND_DOWNLOAD_HINT})") from None
                 if attempt > retries:
                     raise UserError(f"download of {url} failed after {retries + 1} attempts: {e} "
                                     f"(re-run to resume from {part.name}; or {HAND_DOWNLOAD_HINT})"

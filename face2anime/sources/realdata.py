@@ -37,7 +37,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 import pandas as pd
+from rich.console import Console
 
+from face2anime.core.io import INPUTS_DIR, inside_inputs
 from face2anime.core.params import Params, UserError
 from face2anime.sources import archive, fetch
 from face2anime.sources import registry as sources
@@ -290,6 +292,12 @@ def _resolve_local_spec(ctx: _Ctx, domain: str) -> tuple[Path, str]:
         return ctx.fetch(spec, ctx.cache_dir / "local" / f"{digest}-{name}"), spec
     if not path.exists():
         raise UserError(f"param '{key}': {spec} does not exist")
+    if not inside_inputs(path):
+        ctx.report["outside_inputs"].append(spec)
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] {key} = {spec} is outside {INPUTS_DIR}/, so DVC cannot see when its "
+            f"files change: move them to {INPUTS_DIR}/local/{domain}/ (a declared dependency) or run "
+            "`dvc repro -f download` after changing them", highlight=False, soft_wrap=True)
     res, out = path.resolve(), ctx.out_dir.resolve()
     if res == out or out in res.parents or res in out.parents:
         raise UserError(f"param '{key}': {spec} overlaps the pipeline's output folder {ctx.out_dir}; "
@@ -308,6 +316,8 @@ def _gather_local(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]]:
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x != "__MACOSX")
                 for f in files:
+                    if f == ".gitkeep":  # keeps the empty inputs/ folders in git; not data
+                        continue
                     rel = Path(root, f).relative_to(path).as_posix()
                     if is_image_name(rel):
                         names.append(rel)
@@ -359,7 +369,8 @@ def collect(source: str, cfg: dict[str, Any], out_dir: Path, cache_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=out_dir))
-    report: dict[str, Any] = {"source": source, "plan": plan, "refused": [], "skipped_files": 0}
+    report: dict[str, Any] = {"source": source, "plan": plan, "refused": [], "skipped_files": 0,
+                              "outside_inputs": []}
     ctx = _Ctx(p, staging, cache_dir, out_dir, progress, report)
     try:
         gathered: dict[str, list[_Item]] = {}

@@ -1,0 +1,118 @@
+"""DVC must never serve stale results: every stage declares, as deps, every project file its
+command imports (read from the code, transitively) and, as params, every key it reads (recorded
+while the tiny end-to-end pipeline runs, see test_pipeline.py). Commands never import each other.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+from depgraph import ROOT, command_files, imported_modules
+
+from stages.cli import COMMANDS
+
+
+def dvc_stages(root: Path = ROOT) -> list:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return list(repo.index.stages)
+
+
+def sub_command(cmd: str) -> str:
+    words = cmd.split()
+    assert words[0] == "face2anime", f"stage command must call the face2anime CLI: {cmd}"
+    return words[1]
+
+
+def is_trivial(path: Path) -> bool:
+    """An ``__init__.py`` with nothing but a docstring: importing it runs no project code."""
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def covered(path: str, declared: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in declared)
+
+
+def undeclared_imports(stage, root: Path = ROOT) -> list[str]:
+    declared = [d.def_path for d in stage.deps if type(d).__name__ != "ParamsDependency"]
+    needed = sorted(str(f.relative_to(root)) for f in command_files(sub_command(stage.cmd), root)
+                    if not (f.name == "__init__.py" and is_trivial(f)))
+    return [f for f in needed if not covered(f, declared)]
+
+
+def param_keys(stage) -> list[str]:
+    return [k for d in stage.deps if type(d).__name__ == "ParamsDependency" for k in d.params]
+
+
+def undeclared_params(read: list[str], declared: list[str]) -> list[str]:
+    """Keys read that no declared key covers (a declared ``a.b`` covers ``a.b`` and ``a.b.*``)."""
+    return [k for k in read if not any(k == d or k.startswith(d + ".") for d in declared)]
+
+
+def test_every_stage_declares_every_module_it_imports() -> None:
+    stages = dvc_stages()
+    assert len(stages) >= 10
+    missing = {s.addressing: m for s in stages if (m := undeclared_imports(s))}
+    assert not missing, f"dvc.yaml misses these imported project files (add them to the stage's deps): {missing}"
+
+
+def test_dependency_check_fails_when_a_dep_is_removed(tmp_path: Path) -> None:
+    """The check above is live: drop one library dep from a copy of dvc.yaml and it fails."""
+    import shutil
+
+    import yaml
+
+    for d in ("stages", "face2anime", "inputs"):
+        shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in ("params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / f, tmp_path / f)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    no_scm = True\n")
+    dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    dvc_yaml["stages"]["evaluate"]["do"]["deps"].remove("face2anime/evaluation/measures.py")
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    bad = {s.addressing.split(":")[-1]: undeclared_imports(s, tmp_path) for s in dvc_stages(tmp_path)}
+    assert bad["evaluate@proposed"] == ["face2anime/evaluation/measures.py"], bad
+    assert bad["compare"] == []
+
+
+def test_commands_never_import_each_other_and_the_library_never_imports_a_command() -> None:
+    stage_modules = {m for m in COMMANDS.values() if m.startswith("stages.")}
+    for module in COMMANDS.values():
+        path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        assert not imported_modules(path) & (stage_modules - {module}), module
+    for path in (ROOT / "face2anime").rglob("*.py"):
+        assert not any(m.split(".")[0] == "stages" for m in imported_modules(path)), path
+
+
+def test_undeclared_param_helper() -> None:
+    assert undeclared_params(["cyclegan.train.lr", "seed", "resize.size"], ["cyclegan.train", "seed"]) == ["resize.size"]
+    assert undeclared_params(["cyclegan.trainer"], ["cyclegan.train"]) == ["cyclegan.trainer"]
+
+
+def check_param_trace(trace: Path, root: Path) -> dict[str, list[str]]:
+    """Stage -> param keys read but not declared, from the trace of a real pipeline run."""
+    by_cmd = {s.cmd.strip(): s for s in dvc_stages(root)}
+    bad: dict[str, list[str]] = {}
+    seen = set()
+    for line in trace.read_text().splitlines():
+        rec = json.loads(line)
+        cmd = " ".join(["face2anime", *rec["argv"]])
+        stage = by_cmd.get(cmd)
+        if stage is None:
+            continue
+        seen.add(stage.addressing)
+        if (m := undeclared_params(rec["keys"], param_keys(stage))):
+            bad[stage.addressing] = m
+    assert len(seen) >= 10, f"the trace covers only {sorted(seen)}"
+    return bad
+
+
+@pytest.mark.parametrize("keys,declared,ok", [(["select.threshold"], ["select"], True),
+                                               (["precision"], ["seed", "device"], False)])
+def test_param_coverage_cases(keys: list[str], declared: list[str], ok: bool) -> None:
+    assert (not undeclared_params(keys, declared)) is ok
