@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "seeds": "face2anime.apps.seeds",
     "bench": "face2anime.apps.bench",
     "gpu-check": "face2anime.apps.gpu_check",
+    "rss-check": "face2anime.apps.rsscheck",
 }
 
 
