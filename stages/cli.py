@@ -29,9 +29,12 @@ COMMANDS: dict[str, str] = {
     "translate": "stages.translate",
     "evaluate": "stages.evaluate",
     "compare": "stages.compare",
+    "survey-items": "stages.survey_items",
+    "survey-report": "stages.survey_report",
     "convert": "face2anime.apps.convert",
     "seeds": "face2anime.apps.seeds",
     "bench": "face2anime.apps.bench",
+    "serve": "face2anime.apps.serve",
 }
 
 
