@@ -1,0 +1,55 @@
+"""Helpers for the web app tests: a free localhost port, a real `face2anime serve` process."""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from conftest import BIN
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(cwd: Path, *args: str, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``face2anime serve --port P ARGS`` on 127.0.0.1 in ``cwd``; yield (base url, process)."""
+    port = free_port()
+    log = open(Path(cwd) / f".serve-{port}.log", "w+")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(BIN / "face2anime"), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+                            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"face2anime serve exited ({proc.returncode}):\n{log.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"face2anime serve did not start within {timeout} s")
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
