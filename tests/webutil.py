@@ -53,3 +53,28 @@ def serve(cwd: Path, *args: str, timeout: float = 60.0) -> Iterator[tuple[str, s
                 proc.kill()
                 proc.wait()
         log.close()
+
+
+#: the stage commands the web app needs, run in one process (no DVC: the DVC wiring of these
+#: stages is covered by test_pipeline's `dvc repro`); one thread, which on a busy 2-core
+#: machine is several times faster than two for these tiny networks
+WEB_STAGES = [["download"], ["resize"], ["train-classifier"], ["cam"], ["select"], ["train-cyclegan", "baseline"],
+              ["train-cyclegan", "proposed"], ["translate", "baseline"], ["translate", "proposed"], ["survey-items"]]
+_RUN_STAGES = """
+import sys, torch
+from stages.cli import build_app
+torch.set_num_threads(1)
+for args in {stages!r}:
+    build_app([args[0]])(args=args, standalone_mode=False)
+"""
+
+
+def train_for_web(proj: Path) -> None:
+    """Run the stages up to ``survey_items`` in ``proj`` (tiny params), in one Python process."""
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-c", _RUN_STAGES.format(stages=WEB_STAGES)], cwd=proj, env=env,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise AssertionError(f"training the web test project failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
