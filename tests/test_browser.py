@@ -31,8 +31,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def browser_or_skip():
-    """Playwright's sync API and Debian's chromium, or skip (fail under CI=true)."""
+@pytest.fixture(scope="module")
+def sync_playwright():
+    """Playwright's sync API with Debian's chromium present, or skip (fail under CI=true)."""
     problem = None
     try:
         from playwright.sync_api import sync_playwright
@@ -67,8 +68,7 @@ def docs_out() -> Path | None:
 
 
 @pytest.mark.browser
-def test_browser_convert_then_three_survey_items(trained: Path, tmp_path: Path) -> None:
-    sync_playwright = browser_or_skip()
+def test_browser_convert_then_three_survey_items(sync_playwright, trained: Path, tmp_path: Path) -> None:
     photo = tmp_path / "me.jpg"
     canvas = drawn_face(220).resize((300, 300))
     canvas.save(photo, quality=92)

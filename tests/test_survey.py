@@ -15,9 +15,23 @@ from face2anime.core.params import Params, UserError
 from face2anime.survey.build import build_items
 from face2anime.survey.items import QUESTIONS, TOKEN_RE, ItemSet
 from face2anime.survey.report import run_survey_report, summarise
-from face2anime.survey.responses import FIELDS, HEADER, Answer, BadAnswer, ResponseStore, read_responses, validate_answer
+from face2anime.survey.responses import (
+    FIELDS,
+    HEADER,
+    Answer,
+    BadAnswer,
+    ResponseStore,
+    read_responses,
+    validate_answer,
+)
 from face2anime.survey.simulate import simulate
-from face2anime.survey.stats import crossed_bootstrap, krippendorff_alpha, mean_ci, paired, wilcoxon_p
+from face2anime.survey.stats import (
+    crossed_bootstrap,
+    krippendorff_alpha,
+    mean_ci,
+    paired,
+    wilcoxon_p,
+)
 
 METHODS = ["baseline", "proposed"]
 

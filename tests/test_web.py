@@ -15,8 +15,8 @@ import threading
 import time
 import urllib.parse
 import zlib
-from html import unescape
 from concurrent.futures import ThreadPoolExecutor
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ HTML = {"Accept": "text/html"}
 
 @pytest.fixture
 def site(tmp_path: Path):
-    items, key = fake_survey(tmp_path)
+    items, _ = fake_survey(tmp_path)
     settings = Settings(items_dir=items, responses=tmp_path / "responses.csv", cyclegan_dir=tmp_path / "no-models",
                         classifier_dir=tmp_path / "no-classifier", params_file=tmp_path / "params.yaml",
                         max_upload_bytes=200_000, max_pixels=1_000_000)
@@ -149,7 +149,7 @@ def test_survey_flow_resume_idempotence_and_refusals(site) -> None:
 
 def test_images_only_listed_tokens_and_never_the_key(site) -> None:
     client, items, _ = site
-    tok = sorted(items.images)[0]
+    tok = min(items.images)
     r = client.get(f"/img/{tok}.png")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
     assert client.get("/img/0123456789abcdef.png").status_code == 404
@@ -207,7 +207,7 @@ def test_kill_mid_stream_loses_at_most_the_answer_in_flight(tmp_path: Path) -> N
             for i in items.order(rater):
                 with lock:
                     sent.add((rater, i))
-                status, data, _ = post_answer(conn, answer_form(rater, items.items[i]))
+                status, _, _ = post_answer(conn, answer_form(rater, items.items[i]))
                 assert status == 200
                 with lock:
                     acked.add((rater, i))
@@ -234,7 +234,7 @@ def test_kill_mid_stream_loses_at_most_the_answer_in_flight(tmp_path: Path) -> N
     # a restarted server carries on with the same file: resumes, and repeats stay idempotent
     with serve(tmp_path, "--items", str(items_dir), "--responses", str(responses)) as (url, _):
         conn = http.client.HTTPConnection("127.0.0.1", urllib.parse.urlsplit(url).port, timeout=10)
-        rater, item = sorted(acked)[0]
+        rater, item = min(acked)
         assert post_answer(conn, answer_form(rater, items.items[item]))[1]["status"] == "duplicate"
         for i in items.order(raters[0]):
             assert post_answer(conn, answer_form(raters[0], items.items[i]))[0] == 200

@@ -7,8 +7,8 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from conftest import BIN
 
@@ -23,7 +23,7 @@ def free_port() -> int:
 def serve(cwd: Path, *args: str, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``face2anime serve --port P ARGS`` on 127.0.0.1 in ``cwd``; yield (base url, process)."""
     port = free_port()
-    log = open(Path(cwd) / f".serve-{port}.log", "w+")
+    log = open(Path(cwd) / f".serve-{port}.log", "w+")  # noqa: SIM115 - closed in the finally below
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([str(BIN / "face2anime"), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
                             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -75,6 +75,6 @@ def train_for_web(proj: Path) -> None:
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-c", _RUN_STAGES.format(stages=WEB_STAGES)], cwd=proj, env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise AssertionError(f"training the web test project failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")

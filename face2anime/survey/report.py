@@ -37,7 +37,8 @@ def load_key(key_file: Path) -> dict[str, Any]:
         raise UserError(f"{key_file} not found: run `dvc repro survey_items` first")
     try:
         key = json.loads(key_file.read_text())
-        key["methods"], key["items"]  # noqa: B018 - shape check
+        if not isinstance(key["methods"], list) or not isinstance(key["items"], dict):
+            raise TypeError("methods must be a list and items a mapping")
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{key_file}: not a survey key ({type(e).__name__}: {e})") from None
     return key
@@ -133,14 +134,14 @@ def _ci(d: dict) -> str:
 def markdown(s: dict[str, Any], responses: Path) -> str:
     lines = ["# Survey: what people said", ""]
     if s["status"] == "no_responses":
-        lines += [f"No responses yet: `{responses}` holds no answers to the current survey items "
-                  f"({s['dropped']['stale']} answers to older items were left out).", "",
+        lines += [(f"No responses yet: `{responses}` holds no answers to the current survey items "
+                   f"({s['dropped']['stale']} answers to older items were left out)."), "",
                   "Run `face2anime serve`, let people answer the Survey page, then `dvc repro survey_report`."]
         return "\n".join(lines) + "\n"
     sim = (f" **{s['n_simulated_raters']} of them are simulated raters** (ids `sim-...`): not evidence."
            if s["n_simulated_raters"] else "")
-    lines += [f"{s['n_raters']} raters, {s['n_ratings']} rated items, {s['n_pair_answers']} pairwise answers "
-              f"(left out: {s['dropped']['stale']} stale, {s['dropped']['duplicate']} duplicate rows).{sim}", "",
+    lines += [(f"{s['n_raters']} raters, {s['n_ratings']} rated items, {s['n_pair_answers']} pairwise answers "
+               f"(left out: {s['dropped']['stale']} stale, {s['dropped']['duplicate']} duplicate rows).{sim}"), "",
               "Mean rating 1-5 with a 95% CI (bootstrap over raters and faces):", ""]
     methods = list(s["methods"])
     lines += ["| question | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
@@ -161,8 +162,8 @@ def markdown(s: dict[str, Any], responses: Path) -> str:
             else:
                 verdict = "no difference shown (CI includes 0)"
             lines.append(f"| {q} | {_fmt(d['delta'])}{_ci(d)} | {_fmt(d['p_wilcoxon'], 3)} | {verdict} |")
-    lines += ["", "Rater agreement, Krippendorff's alpha (1 = perfect, 0 = chance; below about 0.67 "
-              "the raters disagree too much for firm conclusions):", "",
+    lines += ["", ("Rater agreement, Krippendorff's alpha (1 = perfect, 0 = chance; below about 0.67 "
+                   "the raters disagree too much for firm conclusions):"), "",
               "| question | ordinal | interval | items rated by 2+ raters |", "|---|---|---|---|"]
     for q, d in s["agreement"].items():
         lines.append(f"| {q} | {_fmt(d['alpha_ordinal'])} | {_fmt(d['alpha_interval'])} | {d['n_items_rated_twice']} |")

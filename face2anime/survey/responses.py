@@ -21,10 +21,10 @@ import io
 import os
 import re
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from face2anime.core.params import UserError
 from face2anime.survey.items import QUESTIONS, TOKEN_RE, ItemSet

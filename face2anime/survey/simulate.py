@@ -47,7 +47,7 @@ def simulate(n_raters: int, items_dir: Path, key_file: Path, responses: Path, se
                 ans = Answer(rater, item_id, ratings, "")
             else:
                 latent = {tok: methods.index(m) * 1.0 + rng.normal(0, 0.8) for tok, m in meta["options"].items()}
-                (t1, v1), (t2, v2) = sorted(latent.items(), key=lambda kv: -kv[1])
+                (t1, v1), (_, v2) = sorted(latent.items(), key=lambda kv: -kv[1])
                 better = "" if rng.random() < 0.1 else (SAME if v1 - v2 < 0.3 else t1)
                 ans = Answer(rater, item_id, {}, better)
             written += store.append(ans)

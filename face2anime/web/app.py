@@ -15,20 +15,35 @@ Every refusal is a 4xx with a one-line message (an HTML page for a browser, JSON
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from face2anime.core.params import UserError
 from face2anime.survey.items import TOKEN_RE, ItemSet
-from face2anime.survey.responses import RATER_RE, BadAnswer, ResponseStore, validate_answer
+from face2anime.survey.responses import (
+    RATER_RE,
+    BadAnswer,
+    ResponseStore,
+    validate_answer,
+)
 from face2anime.web import pages
 from face2anime.web.converter import Converter, UploadRefused, model_info
 
@@ -95,8 +110,9 @@ async def parse_form(request: Request, limit: int, max_part: int) -> Any:
 
     try:
         return await Request(request.scope, receive).form(max_files=1, max_fields=20, max_part_size=max_part)
-    except Exception as e:  # MultiPartException / malformed bodies
-        raise Refused(400, f"malformed form data ({str(e) or type(e).__name__})") from None
+    except (HTTPException, MultiPartException) as e:   # malformed multipart, too many parts...
+        detail = getattr(e, "detail", None) or getattr(e, "message", None) or type(e).__name__
+        raise Refused(400, f"malformed form data ({detail})") from None
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from face2anime.core.params import UserError
 from face2anime.data.imageio import BadImage, load_rgb
 
 #: config.json fields shown on the Convert page ("which data and params the model was trained on")
@@ -107,14 +108,14 @@ class Converter:
     def methods(self) -> list[str]:
         try:
             order = list(self.params().dict("cyclegan.methods"))
-        except Exception:  # a missing or odd params file only loses the ordering
+        except UserError:  # a missing or odd params file only loses the ordering
             order = []
         return model_methods(self.cyclegan_dir, order)
 
     def data_source(self) -> str | None:
         try:
             return self.params().str("download.source")
-        except Exception:
+        except UserError:
             return None
 
     def _translator(self, method: str, params: Any) -> Any:
