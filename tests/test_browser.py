@@ -172,5 +172,6 @@ def test_survey_report_stage_no_responses_then_simulated_raters(trained: Path) -
     assert all(m["agreement"][q]["alpha_ordinal"] is not None for q in QUESTIONS)
     assert (trained / "reports/survey.png").stat().st_size > 5000
     if (out := docs_out()) is not None:
+        (out / "survey_example").mkdir(exist_ok=True)
         for f in ("metrics/survey.json", "reports/survey.md", "reports/survey.png"):
-            shutil.copy(trained / f, out / ("survey_report.png" if f.endswith(".png") else Path(f).name))
+            shutil.copy(trained / f, out / "survey_example" / Path(f).name)

@@ -160,14 +160,17 @@ def test_images_only_listed_tokens_and_never_the_key(site) -> None:
     assert client.get("/").headers["content-security-policy"].startswith("default-src 'none'")
 
 
-def test_survey_without_items_says_how_to_make_them(tmp_path: Path) -> None:
-    app = create_app(Settings(items_dir=tmp_path / "none", responses=tmp_path / "r.csv",
+def test_survey_without_items_says_how_to_make_them_then_picks_them_up(tmp_path: Path) -> None:
+    app = create_app(Settings(items_dir=tmp_path / "survey" / "items", responses=tmp_path / "r.csv",
                               cyclegan_dir=tmp_path, params_file=tmp_path / "p.yaml"))
     with TestClient(app) as client:
         r = client.get("/survey", headers=HTML)
         assert r.status_code == 503 and "dvc repro survey_items" in r.text
         assert client.get("/").status_code == 200 and "No trained models" in client.get("/").text
-    assert not (tmp_path / "r.csv").exists()
+        assert not (tmp_path / "r.csv").exists()
+        fake_survey(tmp_path)                  # `dvc repro survey_items` while the server runs
+        assert client.get("/survey", headers=HTML).status_code == 200
+        assert (tmp_path / "r.csv").read_text() == HEADER
 
 
 # --------------------------------------------------------------------------- real server process

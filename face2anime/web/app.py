@@ -37,7 +37,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from face2anime.core.params import UserError
-from face2anime.survey.items import TOKEN_RE, ItemSet
+from face2anime.survey.items import ITEMS_FILE, TOKEN_RE, ItemSet
 from face2anime.survey.responses import (
     RATER_RE,
     BadAnswer,
@@ -123,11 +123,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     def survey() -> tuple[ItemSet, ResponseStore]:
         """The item set and the responses store, opened on first use (so the Convert page
         works in a project that has no survey items yet)."""
-        if "items" not in state:
+        listing = s.items_dir / ITEMS_FILE
+        try:
+            mtime = listing.stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        if state.get("mtime") != mtime or "items" not in state:   # new items (survey_items re-ran): reload
             try:
                 state["items"] = ItemSet(s.items_dir)
             except UserError as e:
+                state.pop("items", None)
                 raise Refused(503, str(e)) from None
+            state["mtime"] = mtime
+        if "store" not in state:
             state["store"] = ResponseStore(s.responses)
         return state["items"], state["store"]
 

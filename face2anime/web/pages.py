@@ -128,9 +128,10 @@ def survey_intro(n_items: int, error: str | None = None) -> str:
     body = ("<h1>Rate anime faces made from photos</h1>"
             f"{error_box(error)}"
             '<section class="card"><p>You will see a photo of a face and an anime version of it, '
-            f"one at a time ({n_items} pictures). Rate each on three questions from 1 (not at all) to 5 "
-            "(completely). At the end a few optional questions compare two versions of the same face.</p>"
-            "<p>It is anonymous: you get a random id, nothing else is recorded. You can stop at any time and "
+            f"one at a time. Rate each on three questions from 1 (not at all) to 5 (completely). At the end a "
+            f"few optional questions compare two versions of the same face ({n_items} items in all).</p>"
+            "<p>It is anonymous: you get a random id; nothing else about you is recorded. You can stop at any "
+            "time and "
             "resume later with the same browser or your personal link.</p>"
             '<a class="btn" href="/survey/start">Start</a></section>')
     return layout("Survey", "survey", body)
@@ -185,9 +186,13 @@ def pair_page(rater: str, item: dict, sides: list[str], question: str, done: int
     return layout("Survey", "survey", body)
 
 
+NEW_RATER = ('<p class="note">Someone else on this computer? <a href="/survey/start">Start as a new rater</a>.'
+             "</p>")
+
+
 def done_page(total: int) -> str:
     return layout("Survey", "survey", '<h1>Thank you!</h1><section class="card" id="done">'
-                  f"<p>You answered all {total} items. Your answers are saved.</p></section>")
+                  f"<p>You answered all {total} items. Your answers are saved.</p>{NEW_RATER}</section>")
 
 
 def pause_page(resume_url: str, done: int, total: int) -> str:
@@ -195,7 +200,8 @@ def pause_page(resume_url: str, done: int, total: int) -> str:
                   '<section class="card"><p>Your answers so far are saved. To continue later, come back to '
                   "the Survey page in this browser, or open your personal link:</p>"
                   f'<p><a href="{escape(resume_url)}" id="resume">{escape(resume_url)}</a></p>'
-                  '<p class="note">The link is your anonymous rater id: keep it to yourself.</p></section>')
+                  '<p class="note">The link is your anonymous rater id: keep it to yourself.</p>'
+                  f"{NEW_RATER}</section>")
 
 
 def error_page(status: int, message: str, active: str = "") -> str:
