@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -34,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "convert": "face2anime.apps.convert",
     "seeds": "face2anime.apps.seeds",
     "bench": "face2anime.apps.bench",
+    "gpu-check": "face2anime.apps.gpu_check",
     "serve": "face2anime.apps.serve",
 }
 
@@ -49,7 +51,27 @@ def build_app(names: list[str]) -> typer.Typer:
     return app
 
 
+def checkout_in_cwd() -> Path | None:
+    """The project checkout in the current directory, when it is not the one this code came from.
+
+    DVC runs each stage in a checkout: the workspace, a ``dvc exp run --queue`` temp copy, a
+    test's throw-away project. The code that runs must be the code DVC hashed as the stage's
+    deps, i.e. the one in the current directory, not whatever checkout the ``face2anime``
+    console script was installed from.
+    """
+    cwd, here = Path.cwd().resolve(), Path(__file__).resolve().parents[1]
+    if cwd != here and (cwd / "stages" / "cli.py").is_file() and (cwd / "face2anime" / "__init__.py").is_file():
+        return cwd
+    return None
+
+
 def main() -> None:
+    local = checkout_in_cwd()
+    if local is not None:  # hand over to the checkout's own code
+        sys.path.insert(0, str(local))
+        for name in [m for m in sys.modules if m.split(".")[0] in ("stages", "face2anime")]:
+            del sys.modules[name]
+        return importlib.import_module("stages.cli").main()
     first = sys.argv[1] if len(sys.argv) > 1 else ""
     names = [first] if first in COMMANDS else list(COMMANDS)
     try:

@@ -116,3 +116,22 @@ def check_param_trace(trace: Path, root: Path) -> dict[str, list[str]]:
                                                (["precision"], ["seed", "device"], False)])
 def test_param_coverage_cases(keys: list[str], declared: list[str], ok: bool) -> None:
     assert (not undeclared_params(keys, declared)) is ok
+
+
+def test_the_checkout_in_the_current_directory_is_the_code_that_runs(tmp_path: Path) -> None:
+    """`dvc exp run --queue` runs stages in a temp copy of the repo: the face2anime command must
+    run that copy's code (the code DVC hashed), not the checkout it was installed from."""
+    import shutil
+    import subprocess
+    import sys
+
+    for d in ("stages", "face2anime"):
+        shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    cli = tmp_path / "stages" / "cli.py"
+    cli.write_text(cli.read_text().replace('"download": "stages.download",',
+                                           '"download": "stages.download",\n    "only-in-copy": "stages.download",'))
+    exe = str(Path(sys.executable).parent / "face2anime")
+    here = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert here.returncode == 0 and "only-in-copy" in here.stdout
+    there = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert "only-in-copy" not in there.stdout

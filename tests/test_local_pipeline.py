@@ -18,7 +18,7 @@ from face2anime.data.synthetic import render_one
 def make_folder(root: Path, domain: str, n: int) -> Path:
     """n face images of one domain with mixed sizes (48-80 px, some non-square) and formats."""
     folder = root / domain
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         arr, _, _ = render_one(11, domain, i, 64)
         img = Image.fromarray(arr)
@@ -34,16 +34,26 @@ def make_folder(root: Path, domain: str, n: int) -> Path:
 
 @pytest.mark.e2e
 def test_local_folders_run_the_whole_chain(project: Path, tmp_path: Path) -> None:
-    human = make_folder(tmp_path / "mine", "human", 40)
-    character = make_folder(tmp_path / "mine", "character", 36)
+    # the user's files go to inputs/local/{human,character} (the params' default paths)
+    human = make_folder(project / "inputs" / "local", "human", 40)
+    make_folder(project / "inputs" / "local", "character", 36)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["download"]["source"] = "local"
-    params["download"]["local"] = {"human": str(human), "character": str(character),
-                                   "human_aligned": True, "character_aligned": True}
+    params["download"]["local"].update(human_aligned=True, character_aligned=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "commit", "-qam", "local data"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "local data"], project)
     res = run([str(BIN / "dvc"), "repro"], project)
     assert "Running stage 'compare'" in res.stdout
+    assert "outside inputs/" not in res.stderr
+    assert json.loads((project / "metrics/download.json").read_text())["outside_inputs"] == []
+
+    # a new photo in the folder makes `download` (and so everything after it) stale
+    assert json.loads(run([str(BIN / "dvc"), "status", "--json"], project).stdout or "{}") == {}
+    (human / "human_new.png").write_bytes((human / "human_001.jpg").read_bytes())
+    stale = json.loads(run([str(BIN / "dvc"), "status", "--json"], project).stdout)
+    assert {k.split(":")[-1] for k in stale} == {"download"}, stale
+    (human / "human_new.png").unlink()
 
     sel = json.loads((project / "metrics/select.json").read_text())
     assert sel["selected"] > 0 and sel["precision"] is None and sel["base_rate"] is None

@@ -20,6 +20,12 @@ def stages_run(out: str) -> set[str]:
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
+def stale_stages(project: Path) -> set[str]:
+    """Stages whose own deps changed (`dvc status`), by name."""
+    out = run([DVC, "status", "--json"], project).stdout
+    return {name.split(":")[-1] for name in json.loads(out or "{}")}
+
+
 @pytest.mark.e2e
 def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_path: Path) -> None:
     trace = tmp_path / "param-trace.jsonl"
@@ -55,10 +61,36 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     again = run([DVC, "repro"], project)
     assert stages_run(again.stdout) == set(), again.stdout
 
-    # commit the results, then an experiment on the selection threshold re-runs select and its
-    # dependants only: never download/resize/classifier/cam, nor the baseline's training
+    # editing a library function only evaluate uses makes exactly evaluate@* stale; changing
+    # `precision` makes every stage that trains with it stale (DVC sees what the code reads)
+    assert stale_stages(project) == set()
+    lib = project / "face2anime/evaluation/evaluate.py"
+    code = lib.read_text()
+    lib.write_text(code.replace("def char_rate_by_kind(", "def char_rate_by_kind(  # edited\n", 1))
+    assert stale_stages(project) == {"evaluate@baseline", "evaluate@proposed"}
+    lib.write_text(code)
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("precision: auto", "precision: fp32", 1))
+    assert stale_stages(project) == {"train_classifier", "train_attributes", "train_cyclegan@baseline",
+                                     "train_cyclegan@proposed"}
+    (project / "params.yaml").write_text(params)
+
+    # commit the results and share them through a DVC remote (a local folder here; S3/SSH the
+    # same way): a fresh clone pulls models and metrics, and `dvc repro` then runs nothing
+    run([DVC, "remote", "add", "-d", "shared", str(tmp_path / "remote")], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "results"], project)
+    run([DVC, "push"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "models/cyclegan/proposed/G_XY.pt").exists()
+    run([DVC, "pull"], clone)
+    assert (clone / "models/cyclegan/proposed/G_XY.pt").read_bytes() == \
+        (project / "models/cyclegan/proposed/G_XY.pt").read_bytes()
+    assert stages_run(run([DVC, "repro"], clone).stdout) == set()
+
+    # an experiment on the selection threshold re-runs select and its dependants only:
+    # never download/resize/classifier/cam, nor the baseline's training
     # a threshold that keeps at most the 8 best-scored humans (ties included), so the selection
     # really changes
     import pandas as pd

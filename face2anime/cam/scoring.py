@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
+from rich.progress import track
 
 from face2anime.cam.maps import cam_methods, compute_cams, downsample
 from face2anime.core.io import atomic_path, rel, save_csv, write_json
@@ -30,14 +31,17 @@ from face2anime.data.images import (
     RESIZED_DIR,
     is_aligned,
     is_clean,
-    load_split,
+    load_images,
     read_manifest,
     to_pil,
 )
+from face2anime.data.images import rows as split_rows
 from face2anime.models.classifiers import find_layer
 from face2anime.models.classify import LABELS, MODEL_DIR, load_classifier
 
 CAM_DIR = Path("data/cam")
+CHUNK_BATCHES = 4   # a chunk of cam.batch_size x 4 images is loaded at a time: memory does not grow with N
+OVERLAY_K = 8
 OVERLAY = Path("reports/cam_overlay.png")
 FOCUS_PARTS = ("leye", "reye", "mouth")
 
@@ -123,18 +127,34 @@ def run_cam(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = MODE
         raise UserError(f"params.yaml: cam.target_layer: {e.args[0]}") from None
     manifest = read_manifest(data_dir)
     cam_dir.mkdir(parents=True, exist_ok=True)
-    scores = None
+    chunk = batch_size * CHUNK_BATCHES  # images in memory at once; CAM batches keep the same boundaries
+    scores = pd.DataFrame()
     for domain in ("human", "character"):
-        rows, x = load_split(manifest, domain, "train", data_dir)
-        cams = compute_cams(model, layer, x, LABELS[domain], method, batch_size, f"cam {domain}")
+        rows = split_rows(manifest, domain, "train")
+        small, parts, peak = [], [], 0.0
+        for start in track(range(0, len(rows), chunk), description=f"cam {domain}", transient=True):
+            r = rows.iloc[start:start + chunk].reset_index(drop=True)
+            x = load_images(r["file"], data_dir)
+            cams = compute_cams(model, layer, x, LABELS[domain], method, batch_size, require_signal=False)
+            peak = max(peak, float(cams.max(initial=0.0)))
+            small.append(downsample(cams, size // 4))
+            if domain == "human":
+                parts.append(score_humans(r, x, cams))
+        if len(rows) and peak <= 0:
+            raise UserError(f"cam: every {method} map of the {len(rows)} {domain} train images is all zero: the "
+                            "target layer has no usable gradient (check cam.target_layer and the classifier)")
         with atomic_path(cam_dir / f"{domain}.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, ids=np.array(rows["id"], dtype=str), cams=downsample(cams, size // 4))
+                np.savez(fh, ids=np.array(rows["id"], dtype=str),
+                         cams=np.concatenate(small) if small else np.zeros((0, size // 4, size // 4), np.float16))
         if domain == "human":
-            scores = score_humans(rows, x, cams)
+            scores = pd.concat(parts, ignore_index=True) if parts else score_humans(rows, None, None)
             order = np.argsort(-scores["part_focus"].to_numpy(), kind="stable")
-            overlay_picture(x, cams, order, overlay_png)
-    assert scores is not None
+            k = min(OVERLAY_K, len(order) // 2) or min(OVERLAY_K, len(order))
+            show = np.concatenate([order[:k], order[::-1][:k]])
+            xs = load_images(rows["file"].iloc[show], data_dir)
+            overlay_picture(xs, compute_cams(model, layer, xs, LABELS[domain], method, batch_size,
+                                             require_signal=False), np.arange(2 * k), overlay_png, k)
     save_csv(scores, cam_dir / "scores.csv")
     metrics = cam_metrics(scores, method)
     write_json(metrics_path, metrics)

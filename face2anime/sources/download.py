@@ -53,6 +53,8 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
         )
         manifest["aligned"] = True
         report: dict = {"source": source}
+        if params.bool("download.synthetic.photo_like", False):
+            report["photo_like"] = make_photo_like(manifest, staging, seed, progress)
     else:
         from face2anime.sources import realdata
 
@@ -83,6 +85,25 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
         f"images -> {rel(raw_dir)}; contact sheet {rel(contact_sheet)}"
     )
     return manifest
+
+
+def make_photo_like(manifest: pd.DataFrame, root: Path, seed: int, progress: bool = True) -> int:
+    """Re-render every human image under ``root`` photo-like (see :mod:`face2anime.data.photolike`),
+    in place; returns how many. Deterministic per (seed, image index)."""
+    import numpy as np
+    from PIL import Image
+    from rich.progress import track
+
+    from face2anime.data.photolike import photo_like
+
+    humans = manifest[manifest["domain"] == "human"]
+    for _, row in track(list(humans.iterrows()), description="photo-like humans", disable=not progress,
+                        transient=True):
+        path = root / row["file"]
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+        Image.fromarray(photo_like(arr, seed, int(str(row["id"]).lstrip("h") or 0))).save(path)
+    return len(humans)
 
 
 def _contact_sheet(manifest: pd.DataFrame, raw_dir: Path, out_png: Path, per_row: int = 8) -> None:
