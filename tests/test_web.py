@@ -246,7 +246,7 @@ def test_kill_mid_stream_loses_at_most_the_answer_in_flight(tmp_path: Path) -> N
     assert len({(r["rater"], r["item"]) for r in rows}) == len(rows)
 
 
-def test_load_20_concurrent_raters_200_answers(tmp_path: Path) -> None:
+def test_load_20_concurrent_raters_200_answers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     items_dir, _ = fake_survey(tmp_path)
     items = ItemSet(items_dir)
     responses = tmp_path / "responses.csv"
@@ -271,8 +271,9 @@ def test_load_20_concurrent_raters_200_answers(tmp_path: Path) -> None:
     assert len(results) == 200
     assert {(s, d) for s, d, _ in results} == {(200, "recorded")}
     lat = np.array([dt for _, _, dt in results]) * 1000
-    print(f"\nload test: 20 raters x 10 answers = 200 in {wall:.2f} s ({200 / wall:.0f}/s); latency ms "
-          f"p50 {np.percentile(lat, 50):.1f}, p95 {np.percentile(lat, 95):.1f}, max {lat.max():.1f}")
+    with capsys.disabled():   # shown in every run, not only with -s
+        print(f"\nload test: 20 raters x 10 answers = 200 in {wall:.2f} s ({200 / wall:.0f}/s); latency ms "
+              f"p50 {np.percentile(lat, 50):.1f}, p95 {np.percentile(lat, 95):.1f}, max {lat.max():.1f}")
     rows = assert_intact(responses)
     assert len(rows) == 200 and len({(r["rater"], r["item"]) for r in rows}) == 200
     assert all(r[q] == "4" for r in rows if items.items[r["item"]]["kind"] == "rate" for q in QUESTIONS)

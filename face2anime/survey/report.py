@@ -126,6 +126,10 @@ def _fmt(x: float | None, nd: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{nd}f}"
 
 
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def _ci(d: dict) -> str:
     lo, hi = d["ci"]
     return "" if lo is None else f" [{lo:.2f}, {hi:.2f}]"
@@ -161,7 +165,7 @@ def markdown(s: dict[str, Any], responses: Path) -> str:
                 verdict = f"{a} better"
             else:
                 verdict = "no difference shown (CI includes 0)"
-            lines.append(f"| {q} | {_fmt(d['delta'])}{_ci(d)} | {_fmt(d['p_wilcoxon'], 3)} | {verdict} |")
+            lines.append(f"| {q} | {_fmt(d['delta'])}{_ci(d)} | {_p(d['p_wilcoxon'])} | {verdict} |")
     lines += ["", ("Rater agreement, Krippendorff's alpha (1 = perfect, 0 = chance; below about 0.67 "
                    "the raters disagree too much for firm conclusions):"), "",
               "| question | ordinal | interval | items rated by 2+ raters |", "|---|---|---|---|"]
@@ -173,7 +177,7 @@ def markdown(s: dict[str, Any], responses: Path) -> str:
                   "|---|---|---|---|---|---|---|"]
         for pair, d in s["pairwise"].items():
             lines.append(f"| {pair} | {d['first']} | {d['second']} | {d['same']} | {d['skipped']} | "
-                         f"{_fmt(d['share_second'])} | {_fmt(d['p_sign'], 3)} |")
+                         f"{_fmt(d['share_second'])} | {_p(d['p_sign'])} |")
     lines += ["", "![per-question means](survey.png)"]
     return "\n".join(lines) + "\n"
 
