@@ -170,11 +170,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def convert(request: Request) -> Response:
         try:
             form = await parse_form(request, s.max_upload_bytes + 64 * 1024, 64 * 1024)
-            photo = form.get("photo")
-            if not isinstance(photo, UploadFile) or not photo.filename:
-                raise Refused(400, "missing field 'photo' (choose a photo file)")
-            data = await photo.read()
-            await form.close()
+            try:
+                photo = form.get("photo")
+                if not isinstance(photo, UploadFile) or not photo.filename:
+                    raise Refused(400, "missing field 'photo' (choose a photo file)")
+                data = await photo.read()
+            finally:
+                await form.close()   # Starlette's spooled upload buffer
             if len(data) > s.max_upload_bytes:
                 raise Refused(413, f"photo too large: {len(data):,} bytes, the limit is {s.max_upload_bytes:,}")
             result = await run_in_threadpool(converter.convert, data, not form.get("no_detect"))
