@@ -171,6 +171,9 @@ def markdown(s: dict[str, Any], responses: Path) -> str:
               "| question | ordinal | interval | items rated by 2+ raters |", "|---|---|---|---|"]
     for q, d in s["agreement"].items():
         lines.append(f"| {q} | {_fmt(d['alpha_ordinal'])} | {_fmt(d['alpha_interval'])} | {d['n_items_rated_twice']} |")
+    low = [q for q, d in s["agreement"].items() if d["alpha_ordinal"] is None or d["alpha_ordinal"] < 0.667]
+    if low:
+        lines += ["", f"Agreement is low on {', '.join(low)}: read the verdicts on those questions with caution."]
     if s["pairwise"]:
         lines += ["", "Which keeps the person better (pairwise, optional):", "",
                   "| pair | chose first | chose second | same | skipped | share second | p (sign test) |",
@@ -209,7 +212,8 @@ def plot(s: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(qs)), qs)
         ax.set_ylim(1, 5.4)
         ax.set_ylabel("mean rating (1-5), 95% CI")
-        ax.set_title(f"Survey: {s['n_raters']} raters" + (" (simulated)" if s["n_simulated_raters"] else ""))
+        ax.set_title(f"Survey: {s['n_raters']} raters"
+                     + (f" ({s['n_simulated_raters']} simulated)" if s["n_simulated_raters"] else ""))
         ax.legend(loc="upper right", ncols=len(methods), frameon=False)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

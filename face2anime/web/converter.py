@@ -163,10 +163,10 @@ class Converter:
             if face is None:
                 raise UploadRefused(422, "no face found in the photo; if it already is a face crop, "
                                          "tick 'the photo is already a face crop'")
-            x = torch.from_numpy(np.asarray(face)).permute(2, 0, 1)[None].contiguous()
+            x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].contiguous()
             result = Result(face=png(face), cam=None, conversions=conversions)
             for m, tr in translators.items():
-                xin = x if tr.size == size else torch.from_numpy(np.asarray(
+                xin = x if tr.size == size else torch.from_numpy(np.array(
                     face.resize((tr.size, tr.size), Image.Resampling.LANCZOS))).permute(2, 0, 1)[None].contiguous()
                 result.avatars.append((m, png(to_pil(to_uint8(tr.to_character(xin))[0]))))
             cam_model = self._cam_model(params)
