@@ -30,11 +30,14 @@ COMMANDS: dict[str, str] = {
     "translate": "stages.translate",
     "evaluate": "stages.evaluate",
     "compare": "stages.compare",
+    "survey-items": "stages.survey_items",
+    "survey-report": "stages.survey_report",
     "convert": "face2anime.apps.convert",
     "seeds": "face2anime.apps.seeds",
     "bench": "face2anime.apps.bench",
     "gpu-check": "face2anime.apps.gpu_check",
     "rss-check": "face2anime.apps.rsscheck",
+    "serve": "face2anime.apps.serve",
 }
 
 
