@@ -166,3 +166,12 @@ def test_gpu_check_pieces_run_on_cpu() -> None:
     assert a["generator_fp32"] == 0.0 and a["discriminator_fp32"] == 0.0
     r = train_steps(torch.device("cpu"), steps=1, size=32, ngf=4, ndf=4, n_res=1, batch_size=1)
     assert r["finite"] and r["images_per_s"] > 0
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    write_json(tmp_path / "m.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask

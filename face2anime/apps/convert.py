@@ -57,7 +57,7 @@ def convert(photo: Path, out: Path, method: str = "proposed", params_file: Path 
         raise UserError(f"no trained model for method '{method}' in {cyclegan_dir / method}: run `dvc repro` first")
     translator = Translator.from_params(method, params, cyclegan_dir)
     face = prepare(photo, translator.size, detect)
-    x = torch.from_numpy(np.asarray(face)).permute(2, 0, 1)[None].contiguous()
+    x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].contiguous()
     anime = to_pil(to_uint8(translator.to_character(x))[0])
     if upscale and upscale != translator.size:
         anime = anime.resize((upscale, upscale), Image.Resampling.BICUBIC)
