@@ -270,11 +270,12 @@ def validity(refs: dict[str, dict], frames: dict[str, pd.DataFrame], attr_chance
     - ``kid_judge``: every degenerate reference is farther from the real characters than the
       real held-out characters are, by more than twice their subset std.
     - preservation metrics (``attr_preservation``, ``edge_ssim``, ``cam_overlap``, ``cycle_l1``):
-      (a) the source and the blurred source both score better than noise and than grey, with
-      the paired 95% bootstrap CI of the per-image difference excluding 0; (b) noise, grey
-      and shuffled characters get at most a quarter of the way from chance to the blurred
-      source, where chance is the majority-class accuracy for attributes and the score of
-      unrelated real characters otherwise.
+      (a) the source and the blurred source both score better than noise and than grey, and
+      the blurred source better than unrelated real characters (``real_chars``, paired with
+      the sources by position), each with the paired 95% bootstrap CI of the per-image
+      difference excluding 0; (b) noise, grey and shuffled characters get at most a quarter
+      of the way from chance to the blurred source, where chance is the majority-class
+      accuracy for attributes and the score of unrelated real characters otherwise.
     """
     out: dict[str, dict] = {}
     deg = [r for r in DEGENERATE if r in refs]
@@ -326,12 +327,13 @@ def validity(refs: dict[str, dict], frames: dict[str, pd.DataFrame], attr_chance
             continue
         checks, reasons = [], []
         sign = 1.0 if higher else -1.0
-        for good in ("source", "source_blur"):
-            for bad in ("noise", "grey"):
-                d = sign * (frames[good][col].to_numpy() - frames[bad][col].to_numpy())
-                lo, hi, _ = bootstrap_ci(d, 2000, seed)
-                _rule(checks, reasons, lo > 0, f"{good} better than {bad} (paired difference {d.mean():+.3f}, "
-                                               f"95% CI [{lo:+.3f}, {hi:+.3f}] excludes 0)")
+        pairs = [(good, bad) for good in ("source", "source_blur") for bad in ("noise", "grey")]
+        for good, bad in pairs + [("source_blur", "real_chars")]:
+            d = sign * (frames[good][col].to_numpy() - frames[bad][col].to_numpy())
+            lo, hi, _ = bootstrap_ci(d, 2000, seed)
+            what = "unrelated real characters" if bad == "real_chars" else bad
+            _rule(checks, reasons, lo > 0, f"{good} better than {what} (paired difference {d.mean():+.3f}, "
+                                           f"95% CI [{lo:+.3f}, {hi:+.3f}] excludes 0)")
         c = attr_chance if metric == "attr_preservation" else refs["real_chars"][metric]
         top = refs["source_blur"][metric]
         gap = sign * (top - c)
@@ -370,7 +372,7 @@ def ceiling_images(src_rows: pd.DataFrame, params: Params, size: int) -> torch.T
         arr, _, _ = render_counterpart(seed, "human", int(m.group(1)), raw_size, str(kind))
         img = Image.fromarray(arr)
         img = img.resize((size, size), Image.Resampling.LANCZOS, box=square_crop_box(*img.size))
-        out.append(torch.from_numpy(np.asarray(img)).permute(2, 0, 1))
+        out.append(torch.from_numpy(np.array(img)).permute(2, 0, 1))
     return torch.stack(out).contiguous()
 
 
@@ -401,7 +403,8 @@ def real_character_sets(manifest: pd.DataFrame, data_dir: Path, classifier_dir: 
     held = set(json.loads(cfg_path.read_text()).get("held_out_ids", [])) if cfg_path.is_file() else set()
     mask = rows["id"].astype(str).isin(held).to_numpy()
     if mask.any() and (~mask).sum() > 1:
-        return x[torch.from_numpy(mask)], x[torch.from_numpy(~mask)], "train_held_out_by_judge"
+        keep = torch.tensor(mask)
+        return x[keep], x[~keep], "train_held_out_by_judge"
     _, xt = load_split(manifest, "character", "test", data_dir)
     return xt, x, "test"
 
