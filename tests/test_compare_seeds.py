@@ -1,6 +1,8 @@
 """compare's paired table and the seeds summary on hand-made metrics and per-image tables."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,3 +82,29 @@ def test_seeds_summary_mean_and_std() -> None:
     s = summarize(runs)["baseline"]["char_rate"]
     assert s["mean"] == pytest.approx(0.5) and s["std"] == pytest.approx(0.1) and s["n"] == 3
     assert "0.500 ± 0.100" in seeds_markdown(summarize(runs), [0, 1, 2])
+
+
+def test_load_run_reads_the_workspace_or_any_file_source(tmp_path) -> None:
+    import io
+    import json
+
+    from face2anime.core.params import UserError
+    from face2anime.evaluation.compare import load_run
+
+    (tmp_path / "metrics/eval").mkdir(parents=True)
+    (tmp_path / "metrics/eval/baseline.json").write_text(json.dumps({"char_rate": 0.5}))
+    (tmp_path / "metrics/eval/baseline_images.csv").write_text("id,is_character\n007,1\n008,0\n")
+    run = load_run(["baseline"], tmp_path / "metrics", tmp_path / "data/eval")
+    assert run["evals"]["baseline"]["char_rate"] == 0.5 and run["features"] == {}
+    assert list(run["tables"]["baseline"]["id"]) == ["007", "008"]          # ids stay strings
+    files = {"m/eval/baseline.json": b'{"char_rate": 0.25}'}                 # e.g. dvc.api.open(p, rev=...)
+
+    def open_file(p: str):
+        if p not in files:
+            raise FileNotFoundError(p)
+        return io.BytesIO(files[p])
+
+    run = load_run(["baseline"], Path("m"), Path("d"), open_file)
+    assert run["evals"]["baseline"]["char_rate"] == 0.25 and run["tables"] == {}
+    with pytest.raises(UserError, match="evaluate@proposed"):
+        load_run(["proposed"], Path("m"), Path("d"), open_file)

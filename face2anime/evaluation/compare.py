@@ -22,13 +22,16 @@ is not a mean over images: its CI and p come from bootstrapping / permuting the 
 judge features (``data/eval/METHOD.npz``) with the full-set unbiased MMD^2.
 
 The verdict names a better method only when the metric is valid for both methods
-(``valid`` in their eval JSON) and the CI excludes 0; otherwise "no detectable difference"
-(or why the metric was not judged).
+(``valid`` in their eval JSON), the CI excludes 0 and p < 0.05 (the two agree from about 20
+images on; with a handful of images the percentile CI is too narrow and the exact test
+guards it); otherwise "no detectable difference" (or why the metric was not judged).
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import IO, Callable
 
 import numpy as np
 import pandas as pd
@@ -246,20 +249,36 @@ def verdict(row: dict, higher_is_better: bool, reference: str, candidate: str, a
 
 
 # --------------------------------------------------------------------------- reading runs
-def load_run(methods: list[str], metrics_dir: Path = Path("metrics"), eval_data_dir: Path = EVAL_DATA_DIR) -> dict:
-    """One run's eval JSONs, per-image tables and (if present) judge features, for ``methods``."""
+def load_run(methods: list[str], metrics_dir: Path = Path("metrics"), eval_data_dir: Path = EVAL_DATA_DIR,
+             open_file: Callable[[str], IO[bytes]] | None = None) -> dict:
+    """One run's eval JSONs, per-image tables and (if present) judge features, for ``methods``.
+
+    By default from the workspace. ``open_file(path)`` (a binary file object or
+    FileNotFoundError) reads them from elsewhere, e.g. a finished DVC experiment:
+    ``lambda p: dvc.api.open(p, rev="exp-name", mode="rb")``; an aggregator over seeds calls
+    this once per experiment and passes the runs to :func:`paired_comparison`."""
+    def read(path: Path) -> bytes | None:
+        if open_file is None:
+            return path.read_bytes() if path.is_file() else None
+        try:
+            with open_file(path.as_posix()) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
     evals, tables, features = {}, {}, {}
     for m in methods:
         p = metrics_dir / "eval" / f"{m}.json"
-        if not p.is_file():
+        raw = read(p)
+        if raw is None:
             raise UserError(f"{p} not found: run evaluate@{m} first")
-        evals[m] = json.loads(p.read_text())
-        t = metrics_dir / "eval" / f"{m}_images.csv"
-        if t.is_file():
-            tables[m] = pd.read_csv(t, dtype={"id": str, "hard_kind": str})
-        f = eval_data_dir / f"{m}.npz"
-        if f.is_file():
-            with np.load(f) as z:
+        evals[m] = json.loads(raw)
+        raw = read(metrics_dir / "eval" / f"{m}_images.csv")
+        if raw is not None:
+            tables[m] = pd.read_csv(io.BytesIO(raw), dtype={"id": str, "hard_kind": str})
+        raw = read(eval_data_dir / f"{m}.npz")
+        if raw is not None:
+            with np.load(io.BytesIO(raw)) as z:
                 features[m] = {k: z[k] for k in ("ids", "fake", "real")}
     return {"evals": evals, "tables": tables, "features": features}
 
