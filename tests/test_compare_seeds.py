@@ -108,3 +108,27 @@ def test_load_run_reads_the_workspace_or_any_file_source(tmp_path) -> None:
     assert run["evals"]["baseline"]["char_rate"] == 0.25 and run["tables"] == {}
     with pytest.raises(UserError, match="evaluate@proposed"):
         load_run(["proposed"], Path("m"), Path("d"), open_file)
+
+
+def test_kid_test_matches_mmd_and_detects_a_shift() -> None:
+    """The paired KID test's statistic is the full-set unbiased MMD^2 difference; a candidate far from
+    the real features is worse with a CI excluding 0, the same features give no difference."""
+    import torch
+
+    from face2anime.evaluation.compare import _kid_test
+    from face2anime.evaluation.measures import mmd2_unbiased
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(0, 1, (40, 8))
+    near, far = rng.normal(0, 1, (30, 8)), rng.normal(0.8, 1, (30, 8))
+    ids = np.array([f"i{k}" for k in range(30)])
+    feats = {"baseline": {"ids": ids, "fake": near, "real": real},
+             "proposed": {"ids": ids[::-1], "fake": far[::-1], "real": real}}   # other order: paired by id
+    t = _kid_test([{"features": feats}], "baseline", "proposed", 300, 300, 0)
+    want = (mmd2_unbiased(torch.from_numpy(far), torch.from_numpy(real))
+            - mmd2_unbiased(torch.from_numpy(near), torch.from_numpy(real)))
+    assert t["ci_low"] > 0 and t["p"] < 0.01 and t["n"] == 30
+    assert t["ci_low"] < want < t["ci_high"]
+    same = _kid_test([{"features": {"baseline": feats["baseline"], "proposed": feats["baseline"]}}],
+                     "baseline", "proposed", 100, 100, 0)
+    assert same["ci_low"] == same["ci_high"] == 0.0 and same["p"] == 1.0
