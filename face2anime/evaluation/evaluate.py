@@ -28,7 +28,8 @@ whether each metric can tell them apart (validity).
   (share with score >= 1: inside the real characters' k-NN manifold).
 - ``cycle_l1``: mean |G_YX(G_XY(x)) - x| on test images, images in [-1, 1] as in the loss.
 - ``train_seconds`` / ``train_images_per_s`` copied from the training summary.
-- ``references``: the same metrics for degenerate "translations" of the same sources
+- ``references``: the same metrics for degenerate "translations" of the same sources (the
+  first ``evaluate.reference_count`` of them by id: floors need no large test set)
   (:func:`face2anime.evaluation.references.references`): ``noise``, ``grey``, ``source`` (no
   translation), ``source_blur``, ``source_colour``, ``shuffled_chars`` (real characters cut
   in a 4x4 grid and shuffled) and ``real_chars`` (real characters the judge never trained
@@ -417,6 +418,7 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
     n_subsets = params.int("evaluate.kid_subsets", lo=1)
     subset_size = params.int("evaluate.kid_subset_size", lo=2)
     realism_k = params.int("evaluate.realism_k", lo=1)
+    reference_count = params.int("evaluate.reference_count", lo=2)
     seed = params.int("seed", lo=0)
     manifest = read_manifest(data_dir)
     src_rows, src = load_split(manifest, "human", "test", data_dir)
@@ -449,7 +451,7 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
     is_char = table["is_character"].to_numpy().astype(bool)
 
     # floors and the ceiling, scored the same way
-    ref_imgs = references(src, real_char, held_chars, seed)
+    ref_imgs = references(src[:reference_count], real_char, held_chars, seed)
     frames, refs = {}, {}
     for name in REFERENCE_NAMES:
         frames[name], feats = scorer.per_image(ref_imgs[name])
