@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import BIN, run
@@ -42,10 +43,26 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
               "reports/compare.md", "reports/translate_proposed.png"]:
         assert (project / f).is_file(), f
     comp = json.loads((project / "metrics/compare.json").read_text())
-    assert {"baseline", "proposed", "delta"} <= set(comp["char_rate"])
+    assert {"baseline", "proposed", "reference", "candidate", "delta", "ci_low", "ci_high", "p", "verdict",
+            "mde80", "valid"} <= set(comp["char_rate"])
+    assert comp["char_rate"]["ci_low"] <= comp["char_rate"]["delta"] <= comp["char_rate"]["ci_high"]
     ev = json.loads((project / "metrics/eval/proposed.json").read_text())
     assert 0.0 <= ev["char_rate"] <= 1.0 and ev["n_test"] == 6
     assert ev["attr_preservation"]["chance"] > 0
+    # floors, validity, realism and the ceiling, measured with the real (tiny) judge
+    from face2anime.evaluation.references import REFERENCE_NAMES
+
+    assert set(ev["references"]) == set(REFERENCE_NAMES)
+    assert all(0.0 <= r["char_rate"] <= 1.0 and "junk_rate" in r for r in ev["references"].values())
+    assert {"char_rate", "realism", "kid_judge", "attr_preservation", "edge_ssim", "cam_overlap", "cycle_l1"} <= set(ev["valid"])
+    assert all(isinstance(v["ok"], bool) and isinstance(v["reasons"], list) for v in ev["valid"].values())
+    assert ev["ceiling"]["n"] == 6 and set(ev["of_ceiling"]) >= {"char_rate", "edge_ssim"}
+    assert 0.0 <= ev["realism"]["inside_rate"] <= 1.0 and "junk_rate" in ev
+    table = pd.read_csv(project / "metrics/eval/proposed_images.csv")
+    assert len(table) == 6 and {"id", "verdict", "p_character", "p_junk", "is_character", "attr_mean", "edge_ssim",
+                                "cam_overlap", "cycle_l1", "realism", "clean", "hard_kind"} <= set(table.columns)
+    assert (project / "data/eval/proposed.npz").is_file()
+    assert "test_accuracy_junk" in json.loads((project / "metrics/judge.json").read_text())
     sel = json.loads((project / "metrics/select.json").read_text())
     assert sel["selected"] == 16 and sel["base_rate"] is not None
 
@@ -93,8 +110,6 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     # never download/resize/classifier/cam, nor the baseline's training
     # a threshold that keeps at most the 8 best-scored humans (ties included), so the selection
     # really changes
-    import pandas as pd
-
     scores = pd.read_csv(project / "data/cam/scores.csv")["part_focus"]
     keeps = [v for v in scores.unique() if 2 <= (scores >= v).sum() <= 8]
     assert keeps, scores.value_counts().head()
