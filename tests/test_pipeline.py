@@ -106,6 +106,26 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
         (project / "models/cyclegan/proposed/G_XY.pt").read_bytes()
     assert stages_run(run([DVC, "repro"], clone).stdout) == set()
 
+    # seeds and variants through DVC's queue: each runs in a temporary copy, so the workspace
+    # keeps its params, its files and its branch (no detached HEAD, even if a run dies)
+    head = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip()
+    run([DVC, "exp", "run", "--queue", "-n", "seed-1", "-S", "cyclegan.train.seed=1"], project)
+    run([DVC, "exp", "run", "--queue", "-n", "no-idt", "-S", "cyclegan.train.lambda_idt=0.0"], project)
+    run([DVC, "exp", "run", "--run-all", "-j", "1"], project)
+    assert run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip() == head != "HEAD"
+    assert run(["git", "status", "--porcelain", "--untracked-files=no"], project).stdout == ""
+    # named experiments compare with plain `dvc metrics diff`, every metric
+    diff = json.loads(run([DVC, "metrics", "diff", "seed-1", "no-idt", "--all", "--json"], project).stdout)
+    assert "char_rate" in diff["metrics/eval/proposed.json"] and "kid_judge.mean" in diff["metrics/eval/baseline.json"]
+    # the seed aggregator: workspace (seed 0) + seed-1, paired over seeds and images; no-idt differs
+    # in more than the seed, so it is left out
+    run([str(BIN / "face2anime"), "seeds"], project)
+    seeds = json.loads((project / "metrics/seeds.json").read_text())
+    assert seeds["runs"] == ["workspace", "seed-1 (seed 1)"]
+    assert seeds["metrics"]["char_rate"]["n_seeds"] == 2 and seeds["metrics"]["char_rate"]["ci_low"] is not None
+    (project / "metrics/seeds.json").unlink()
+    (project / "reports/seeds.md").unlink()
+
     # an experiment on the selection threshold re-runs select and its dependants only:
     # never download/resize/classifier/cam, nor the baseline's training
     # a threshold that keeps at most the 8 best-scored humans (ties included), so the selection
