@@ -69,6 +69,12 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     # every param key each stage read during this run is declared for that stage in dvc.yaml
     assert check_param_trace(trace, project) == {}
 
+    # every stage recorded its wall time, CPU time and peak memory (and images/s where it counts images)
+    for name in ran:
+        t = json.loads((project / "metrics" / "stages" / f"{name}.json").read_text())
+        assert t["stage"] == name and t["wall_seconds"] > 0 and t["peak_rss_mb"] > 50, t
+    assert json.loads((project / "metrics/stages/translate@proposed.json").read_text())["images"] == 6
+
     # every stage recorded what `precision: auto` resolved to on this machine
     for f in ("classifier.json", "judge.json", "attributes.json", "cyclegan/proposed/metrics.json"):
         m = json.loads((project / "metrics" / f).read_text())

@@ -14,7 +14,6 @@ from typing import Any, Iterator
 
 from face2anime.core.params import UserError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

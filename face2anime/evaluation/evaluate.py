@@ -73,8 +73,8 @@ from face2anime.data.images import (
     read_manifest,
     to_model,
 )
-from face2anime.evaluation.references import DEGENERATE, REFERENCE_NAMES, references
 from face2anime.evaluation.measures import edge_ssim, kid, soft_iou
+from face2anime.evaluation.references import DEGENERATE, REFERENCE_NAMES, references
 from face2anime.evaluation.stats import bootstrap_ci
 from face2anime.gan.inference import CYCLEGAN_DIR, Translator
 from face2anime.models.attributes import (
@@ -86,7 +86,6 @@ from face2anime.models.attributes import (
 )
 from face2anime.models.classify import (
     CLASS_NAMES,
-    JUNK,
     LABELS,
     MODEL_DIR,
     load_classifier,
@@ -521,4 +520,4 @@ def print_summary(m: dict) -> None:
               + (f"; ceiling {m['ceiling']['char_rate']:.2f}" if m["ceiling"] else ""), highlight=False)
     bad = [k for k, v in m["valid"].items() if not v["ok"]]
     con.print("  valid: " + ", ".join(f"{k} {'ok' if v['ok'] else 'NO'}" for k, v in m["valid"].items())
-              + (f"  (reasons in valid.*.reasons)" if bad else ""), highlight=False)
+              + ("  (reasons in valid.*.reasons)" if bad else ""), highlight=False)

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from face2anime.data.junk import blur, colour_shift, constant, patch_shuffle, uniform_noise
+from face2anime.data.junk import (
+    blur,
+    colour_shift,
+    constant,
+    patch_shuffle,
+    uniform_noise,
+)
 
 #: the patch-shuffle grid and the blur (sigma = size / BLUR_DIVISOR px) of the references
 REFERENCE_GRID = 4
