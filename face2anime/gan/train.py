@@ -43,7 +43,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,7 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
+from face2anime.gan.speed import Compiled, compile_cache, device_budget, place, set_threads, take
 from face2anime.data.images import (
     RESIZED_DIR,
     load_images,
@@ -99,10 +100,11 @@ CKPT_ROOT = Path("checkpoints/cyclegan")
 CAM_DIR = Path("data/cam")
 SELECT_CSV = Path("data/select/selected.csv")
 SUBSETS = ("random", "selected")
+ADAM_IMPLS = ("default", "foreach", "fused")
 N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
-LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "lr", "images_per_s")
+LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
 
 
 # --------------------------------------------------------------------------- config
@@ -135,6 +137,12 @@ class TrainConfig:
     precision: str = "auto"
     sample_every: int = 1
     log_every: int = 25
+    # speed (issue 12); the defaults are the exact mode: bit-identical to the plain eager loop
+    compile: bool = False        # torch.compile (inductor) the G and D loss computations
+    channels_last: bool = False  # NHWC activations/weights (oneDNN's fast bf16 kernels)
+    adam: str = "default"        # default (torch's choice: for-loop on CPU) | foreach | fused
+    fuse_passes: bool = False    # one call per network where inputs share its weights
+    threads: int = 0             # intra-op threads (0 = torch's default: all cores)
 
     @property
     def total_steps(self) -> int:
@@ -212,6 +220,11 @@ def read_config(method: str, params: Params) -> TrainConfig:
         precision=params.str("precision", D.precision, choices=("auto", "fp32", "bf16")),
         sample_every=params.int(c + "sample_every", D.sample_every, lo=1),
         log_every=params.int(c + "log_every", D.log_every, lo=1),
+        compile=params.bool(c + "compile", D.compile),
+        channels_last=params.bool(c + "channels_last", D.channels_last),
+        adam=params.str(c + "adam", D.adam, choices=ADAM_IMPLS),
+        fuse_passes=params.bool(c + "fuse_passes", D.fuse_passes),
+        threads=params.int(c + "threads", D.threads, lo=0),
     )
     if cfg.lr_decay_epochs > cfg.epochs:
         raise UserError(f"{params.source}: cyclegan.train.lr_decay_epochs ({cfg.lr_decay_epochs}) must be <= "
@@ -223,11 +236,36 @@ def read_config(method: str, params: Params) -> TrainConfig:
 @dataclass
 class DomainData:
     """The training images of one domain: ``ids`` (n), ``images`` uint8 ``[n, 3, H, W]``,
-    ``cams`` float32 ``[n, 1, h, w]`` in [0, 1] or None (non-attention methods)."""
+    ``cams`` float32 ``[n, 1, h, w]`` in [0, 1] or None (non-attention methods).
+
+    ``dcams``: the CAMs the discriminator multiplies in, resized once (bilinear, as
+    :func:`~face2anime.models.networks.cam_weight` would on every call) to D's feature size
+    ``[n, 1, d, d]`` (see :func:`d_feature_size`); set by :func:`prepare_dcams`."""
 
     ids: list[str]
     images: torch.Tensor
     cams: torch.Tensor | None
+    dcams: torch.Tensor | None = None
+
+
+def d_feature_size(size: int) -> int:
+    """Spatial size of the PatchGAN's conv3 output (where D's CAM is applied) for ``size`` px:
+    three (4, stride 2, pad 1) convs halve it (floor), the (4, stride 1, pad 1) conv takes one off."""
+    return size // 2 // 2 // 2 - 1
+
+
+def resize_cams(cams: torch.Tensor, size: int) -> torch.Tensor:
+    """CAMs ``[n, 1, h, w]`` -> ``[n, 1, size, size]``: bilinear, ``align_corners=False`` (fp32)."""
+    cams = cams.float()
+    if tuple(cams.shape[-2:]) == (size, size):
+        return cams
+    return F.interpolate(cams, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def prepare_dcams(d: DomainData, image_size: int) -> None:
+    """Precompute ``d.dcams`` (no-op without CAMs): the discriminator's CAM resizing done once."""
+    if d.cams is not None:
+        d.dcams = resize_cams(d.cams, d_feature_size(image_size))
 
 
 def random_subset(ids: list[str], k: int, seed: int) -> list[str]:
@@ -348,42 +386,81 @@ class ImagePool:
     ``query(images [B,3,H,W], cams [B,1,h,w] | None)`` returns a batch of the same shape: while
     the pool fills, the inputs; then, per image, with probability 1/2 a random stored image
     (replaced by the new one), else the new image. Randomness from its own seeded generator.
+
+    Storage is one preallocated tensor per kind (no per-image tensors): a query draws its
+    decisions first (the same draws, in the same order, as the classic per-image loop), then
+    moves the data with one gather and one scatter.
     """
 
     def __init__(self, size: int, seed: int):
         self.size = size
-        self.images: list[torch.Tensor] = []
-        self.cams: list[torch.Tensor | None] = []
+        self.n = 0
+        self.images: torch.Tensor | None = None
+        self.cams: torch.Tensor | None = None
         self.gen = torch.Generator().manual_seed(seed)
+
+    def _plan(self, b: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """(indices of new images to append, [(batch index, pool slot) swaps]) for a batch of ``b``."""
+        append, swap = [], []
+        n = self.n
+        for i in range(b):
+            if n < self.size:
+                append.append(i)
+                n += 1
+            elif float(torch.rand((), generator=self.gen)) > 0.5:
+                swap.append((i, int(torch.randint(0, self.size, (), generator=self.gen))))
+        return append, swap
 
     def query(self, images: torch.Tensor, cams: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.size == 0:
             return images, cams
-        out_i, out_c = [], []
-        for b in range(images.shape[0]):
-            img = images[b:b + 1].detach()
-            cam = None if cams is None else cams[b:b + 1]
-            if len(self.images) < self.size:
-                self.images.append(img)
-                self.cams.append(cam)
-                out_i.append(img), out_c.append(cam)
-            elif float(torch.rand((), generator=self.gen)) > 0.5:
-                j = int(torch.randint(0, self.size, (), generator=self.gen))
-                out_i.append(self.images[j]), out_c.append(self.cams[j])
-                self.images[j], self.cams[j] = img, cam
+        images = images.detach()
+        append, swap = self._plan(images.shape[0])
+        if self.images is None:
+            self.images = images.new_empty((self.size, *images.shape[1:]))
+            self.cams = None if cams is None else cams.new_empty((self.size, *cams.shape[1:]))
+        if append:  # appends come first in the batch (the pool fills up), so a swap may pick them
+            a = torch.tensor(append, device=images.device)
+            self.images[self.n:self.n + len(append)] = images[a]
+            if cams is not None and self.cams is not None:
+                self.cams[self.n:self.n + len(append)] = cams[a]
+            self.n += len(append)
+        out_i, out_c = images, cams
+        if swap:
+            rows = torch.tensor([i for i, _ in swap], device=images.device)
+            slots = torch.tensor([j for _, j in swap], device=images.device)
+            # a slot drawn twice in one batch: the later image sees the earlier one's swap (as the loop did)
+            out_i, out_c = images.clone(), (None if cams is None else cams.clone())
+            if len(set(slots.tolist())) == len(swap):
+                out_i[rows] = self.images[slots]
+                self.images[slots] = images[rows]
+                if cams is not None and self.cams is not None and out_c is not None:
+                    out_c[rows] = self.cams[slots]
+                    self.cams[slots] = cams[rows]
             else:
-                out_i.append(img), out_c.append(cam)
-        return torch.cat(out_i), (None if cams is None else torch.cat(out_c))  # type: ignore[arg-type]
+                for i, j in swap:
+                    out_i[i] = self.images[j]
+                    self.images[j] = images[i]
+                    if cams is not None and self.cams is not None and out_c is not None:
+                        out_c[i] = self.cams[j]
+                        self.cams[j] = cams[i]
+        return out_i, out_c
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images": torch.cat(self.images).cpu() if self.images else None,
-                "cams": torch.cat(self.cams).cpu() if self.cams and self.cams[0] is not None else None,  # type: ignore
+        return {"images": None if self.images is None else self.images[:self.n].cpu(),
+                "cams": None if self.cams is None else self.cams[:self.n].cpu(),
                 "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         imgs, cams = state["images"], state["cams"]
-        self.images = [] if imgs is None else [t.unsqueeze(0).to(device) for t in imgs]
-        self.cams = [None] * len(self.images) if cams is None else [t.unsqueeze(0).to(device) for t in cams]
+        self.n = 0 if imgs is None else len(imgs)
+        self.images = self.cams = None
+        if imgs is not None:
+            self.images = imgs.new_empty((self.size, *imgs.shape[1:])).to(device)
+            self.images[:self.n] = imgs.to(device)
+            if cams is not None:
+                self.cams = cams.new_empty((self.size, *cams.shape[1:])).to(device)
+                self.cams[:self.n] = cams.to(device)
         self.gen.set_state(state["gen"])
 
 
@@ -396,29 +473,56 @@ def gan_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+#: the losses :meth:`CycleGAN.step` returns, in order (fp32 tensor ``[4]``)
+LOSSES = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt")
+#: the discriminator statistics it returns (fp32 tensor ``[2]``): share of real / fake patches D gets right
+D_STATS = ("d_acc_real", "d_acc_fake")
+
+
+def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    return None if a is None or b is None else torch.cat([a, b])
+
+
 class CycleGAN:
     """Two generators, two discriminators, their optimisers, schedulers and image pools.
 
-    ``step(x, y, cx, cy)`` runs one CycleGAN optimisation step on a human batch ``x`` and a
-    character batch ``y`` (float ``[B, 3, H, W]`` in [-1, 1]) with their CAMs (``[B, 1, h, w]``
-    or None) and returns the (fp32, detached) losses as floats.
+    ``step(x, y, cx, cy, dcx, dcy)`` runs one CycleGAN optimisation step on a human batch ``x``
+    and a character batch ``y`` (float ``[B, 3, H, W]`` in [-1, 1]) with their CAMs for the
+    generators (``[B, 1, h, w]``) and for the discriminators (``[B, 1, d, d]``, see
+    :func:`d_feature_size`), or None. It returns the losses (:data:`LOSSES`) and D's accuracies
+    (:data:`D_STATS`) as detached fp32 tensors, without reading them on the host (no sync).
 
     With ``cfg.ema > 0`` it also keeps an exponential moving average of both generators'
     weights (``w_ema <- ema * w_ema + (1 - ema) * w`` after every step); :meth:`generators`
     returns those averaged copies, which are what gets saved and sampled. Averaging over the
     last ~1/(1-ema) steps damps the step-to-step oscillation of adversarial training.
+
+    Speed options (``cfg``): ``compile`` runs the G and D loss computations as inductor graphs
+    (:class:`~face2anime.gan.speed.Compiled`, eager fallback), ``channels_last`` keeps weights
+    and activations NHWC, ``adam`` picks the optimiser implementation, ``fuse_passes`` runs
+    each network once per phase on the concatenated inputs that share its weights
+    (``G_XY([x; y])`` gives the translation and the identity image; D sees real and pooled
+    fake in one call; instance norm is per image, so this is the same function).
     """
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    def __init__(self, cfg: TrainConfig, device: torch.device, notify: Callable[[str], None] | None = None):
         self.cfg, self.device = cfg, device
+        self._bf16 = resolve_precision(device, cfg.precision) == "bf16"
+        self.notify = notify or (lambda msg: print(msg, flush=True))
         gen = torch.Generator().manual_seed(cfg.seed)
         self.G_XY = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
         self.G_YX = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
         self.D_X = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
         self.D_Y = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
+        if cfg.channels_last:
+            for net in self.nets().values():
+                net.to(memory_format=torch.channels_last)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = torch.optim.Adam(list(self.G_XY.parameters()) + list(self.G_YX.parameters()), cfg.lr, betas)
-        self.opt_D = torch.optim.Adam(list(self.D_X.parameters()) + list(self.D_Y.parameters()), cfg.lr, betas)
+        impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[cfg.adam]
+        self.opt_G = torch.optim.Adam(list(self.G_XY.parameters()) + list(self.G_YX.parameters()), cfg.lr, betas,
+                                      **impl)
+        self.opt_D = torch.optim.Adam(list(self.D_X.parameters()) + list(self.D_Y.parameters()), cfg.lr, betas,
+                                      **impl)
         total, decay = cfg.total_steps, cfg.lr_decay_epochs * cfg.steps_per_epoch
         start = total - decay
 
@@ -427,14 +531,24 @@ class CycleGAN:
 
         self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, factor)
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
-        self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with cam_y
-        self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with cam_x
+        self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with D's cam for them
+        self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with D's cam for them
         self.ema: dict[str, AveragedModel] = {}
         if cfg.ema > 0:
             for k, g in (("G_XY", self.G_XY), ("G_YX", self.G_YX)):
                 avg = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)).requires_grad_(False)
                 avg.update_parameters(g)  # the first update copies: the average starts at the initial weights
                 self.ema[k] = avg
+        self.g_fn = Compiled(self._g_loss, "the generator step", cfg.compile, self.notify)
+        self.d_fn = Compiled(self._d_loss, "the discriminator step", cfg.compile, self.notify)
+
+    def compile_mode(self) -> str:
+        """``inductor`` when both loss computations run compiled, ``eager`` otherwise."""
+        return "inductor" if self.g_fn.mode == self.d_fn.mode == "inductor" else "eager"
+
+    def compile_seconds(self) -> float:
+        """Wall time of the compiled functions' first two calls (compile + warm-up), this process."""
+        return self.g_fn.seconds + self.d_fn.seconds
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G_XY": self.G_XY, "G_YX": self.G_YX, "D_X": self.D_X, "D_Y": self.D_Y}
@@ -450,46 +564,111 @@ class CycleGAN:
             avg.update_parameters(self.nets()[k])
 
     def _ac(self):
-        return autocast(self.device, self.cfg.precision)
+        """bf16 autocast when the precision resolves to bf16 (resolved once: traceable by dynamo)."""
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self._bf16)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None,
-             cy: torch.Tensor | None) -> dict[str, float]:
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the networks' memory format (NHWC with ``channels_last``)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    # ---- the two loss computations (pure: the compiled graphs) ----
+    def _g_loss(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
+                dcx: torch.Tensor | None, dcy: torch.Tensor | None):
+        """Generator loss with D frozen -> (loss_G, fake_y, fake_x (detached fp32), [adv, cyc, idt])."""
         cfg = self.cfg
-        for d in (self.D_X, self.D_Y):
-            d.requires_grad_(False)
+        idt_y = idt_x = None
         with self._ac():
-            fake_y = self.G_XY(x, cx)
-            rec_x = self.G_YX(fake_y, cx)
-            fake_x = self.G_YX(y, cy)
-            rec_y = self.G_XY(fake_x, cy)
-            d_fy, d_fx = self.D_Y(fake_y, cx), self.D_X(fake_x, cy)
-            if cfg.lambda_idt > 0:
-                idt_y, idt_x = self.G_XY(y, cy), self.G_YX(x, cx)
+            if cfg.fuse_passes:
+                b = x.shape[0]
+                if cfg.lambda_idt > 0:
+                    fake_y, idt_y = self.G_XY(torch.cat([x, y]), _cat(cx, cy)).split(b)
+                    fake_x, idt_x = self.G_YX(torch.cat([y, x]), _cat(cy, cx)).split(b)
+                else:
+                    fake_y, fake_x = self.G_XY(x, cx), self.G_YX(y, cy)
+                rec_x = self.G_YX(fake_y, cx)
+                rec_y = self.G_XY(fake_x, cy)
+                d_fy, d_fx = self.D_Y(fake_y, dcx), self.D_X(fake_x, dcy)
+            else:  # the classic order (the order autograd accumulates gradients in)
+                fake_y = self.G_XY(x, cx)
+                rec_x = self.G_YX(fake_y, cx)
+                fake_x = self.G_YX(y, cy)
+                rec_y = self.G_XY(fake_x, cy)
+                d_fy, d_fx = self.D_Y(fake_y, dcx), self.D_X(fake_x, dcy)
+                if cfg.lambda_idt > 0:
+                    idt_y, idt_x = self.G_XY(y, cy), self.G_YX(x, cx)
         fake_y, rec_x, fake_x, rec_y = fake_y.float(), rec_x.float(), fake_x.float(), rec_y.float()
         adv = gan_loss(d_fy, True, cfg.gan_loss) + gan_loss(d_fx, True, cfg.gan_loss)
         cyc = F.l1_loss(rec_x, x) + F.l1_loss(rec_y, y)
-        idt = (F.l1_loss(idt_y.float(), y) + F.l1_loss(idt_x.float(), x)) if cfg.lambda_idt > 0 else torch.zeros(())
+        if idt_y is not None and idt_x is not None:
+            idt = F.l1_loss(idt_y.float(), y) + F.l1_loss(idt_x.float(), x)
+        else:
+            idt = torch.zeros((), device=x.device)
         loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_G.backward()
-        self.opt_G.step()
+        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt]).detach()
+
+    def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
+                dpy: torch.Tensor | None):
+        """Discriminator loss on reals and pooled fakes -> (loss_D, [acc real, acc fake] (detached))."""
+        cfg = self.cfg
+        with self._ac():
+            if cfg.fuse_passes:
+                b = y.shape[0]
+                r_y, f_y = self.D_Y(torch.cat([y, py]), _cat(dcy, dpy)).split(b)
+                r_x, f_x = self.D_X(torch.cat([x, px]), _cat(dcx, dpx)).split(b)
+            else:
+                r_y, f_y = self.D_Y(y, dcy), self.D_Y(py, dpy)
+                r_x, f_x = self.D_X(x, dcx), self.D_X(px, dpx)
+        loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
+            + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
+        with torch.no_grad():
+            thr = 0.5 if cfg.gan_loss == "lsgan" else 0.0  # the decision boundary between the targets
+            acc_r = 0.5 * ((r_y.float() > thr).float().mean() + (r_x.float() > thr).float().mean())
+            acc_f = 0.5 * ((f_y.float() < thr).float().mean() + (f_x.float() < thr).float().mean())
+        return loss_D, torch.stack([acc_r, acc_f])
+
+    def _minimise(self, fn: Compiled, opt: torch.optim.Optimizer, *args: Any) -> tuple:
+        """``fn(*args)``, backward of its loss (first output) and one optimiser step; a compiled
+        backward that fails switches ``fn`` to eager and recomputes (nothing was stepped yet)."""
+        out = fn(*args)
+        opt.zero_grad(set_to_none=True)
+        try:
+            out[0].backward()
+        except Exception as e:  # noqa: BLE001 - see Compiled: a failing fast path must not crash
+            if fn.compiled is None:
+                raise
+            fn.fail(e)
+            out = fn(*args)
+            opt.zero_grad(set_to_none=True)
+            out[0].backward()
+        opt.step()
+        return out
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
+             dcx: torch.Tensor | None = None, dcy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step -> (losses ``[4]`` in :data:`LOSSES` order, D stats ``[2]``).
+
+        ``dcx``/``dcy`` default to ``cx``/``cy`` resized to D's feature size (pass them
+        precomputed: :func:`prepare_dcams`)."""
+        if cx is not None and dcx is None:
+            dcx = resize_cams(cx, d_feature_size(x.shape[-1]))
+        if cy is not None and dcy is None:
+            dcy = resize_cams(cy, d_feature_size(y.shape[-1]))
+        x, y = self.layout(x), self.layout(y)
+        for d in (self.D_X, self.D_Y):
+            d.requires_grad_(False)
+        _, fake_y, fake_x, parts = self._minimise(self.g_fn, self.opt_G, x, y, cx, cy, dcx, dcy)
 
         for d in (self.D_X, self.D_Y):
             d.requires_grad_(True)
-        py, pcy = self.pool_Y.query(fake_y.detach(), cx)
-        px, pcx = self.pool_X.query(fake_x.detach(), cy)
-        with self._ac():
-            r_y, f_y = self.D_Y(y, cy), self.D_Y(py, pcy)
-            r_x, f_x = self.D_X(x, cx), self.D_X(px, pcx)
-        loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
-            + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_D.backward()
-        self.opt_D.step()
+        py, dpy = self.pool_Y.query(fake_y, dcx)   # a fake character carries its source's CAM
+        px, dpx = self.pool_X.query(fake_x, dcy)
+        loss_D, d_stats = self._minimise(self.d_fn, self.opt_D, x, y, px, py, dcx, dcy, dpx, dpy)
         self.sched_G.step()
         self.sched_D.step()
         self._update_ema()
-        return {"loss_G_adv": adv.item(), "loss_D": loss_D.item(), "loss_cyc": cyc.item(), "loss_idt": idt.item()}
+        losses = torch.stack([parts[0], loss_D.detach(), parts[1], parts[2]])
+        return losses, d_stats
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: v.state_dict() for k, v in self.nets().items()}
@@ -566,10 +745,13 @@ def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: tor
     save_image(to_pil(grid * 2 - 1), path)
 
 
-def _gather(d: DomainData, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    x = to_model(d.images[idx].to(device))
-    c = None if d.cams is None else d.cams[idx].to(device)
-    return x, c
+def _gather(d: DomainData, idx: torch.Tensor, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(images in [-1, 1], G's CAMs, D's CAMs) of the batch ``idx`` on ``device``."""
+    x = to_model(take(d.images, idx, device))
+    c = None if d.cams is None else take(d.cams, idx, device)
+    dc = None if d.dcams is None else take(d.dcams, idx, device)
+    return x, c, dc
 
 
 def read_checkpoint(path: Path, chash: str, who: str, console: Console) -> dict[str, Any] | None:
@@ -613,21 +795,32 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     ckpt_dir = ckpt_dir or CKPT_ROOT / method
     ckpt_path = ckpt_dir / "last.pt"
     console = Console(stderr=True)
+    who = f"train_cyclegan[{method}]"
+
+    def notify(msg: str) -> None:
+        console.print(f"{who}: {msg}", markup=False, highlight=False, soft_wrap=True)
+
     seed_everything(cfg.seed)
+    threads = set_threads(cfg.threads)
+    if cfg.compile:
+        compile_cache()
 
     X, Y = load_training_data(cfg, data_dir, cam_dir, select_csv)
     size = int(X.images.shape[-1])
     chash = config_hash(cfg, X, Y, device)
-    X.images, Y.images = X.images.to(device), Y.images.to(device)
-    if X.cams is not None and Y.cams is not None:
-        X.cams, Y.cams = X.cams.to(device), Y.cams.to(device)
-    model = CycleGAN(cfg, device)
+    budget = device_budget(device)
+    for d in (X, Y):
+        prepare_dcams(d, size)   # D's CAMs resized once, not on every forward
+        d.images = place(d.images, device, budget)
+        if d.cams is not None and d.dcams is not None:
+            d.cams, d.dcams = place(d.cams, device, budget), place(d.dcams, device, budget)
+    model = CycleGAN(cfg, device, notify)
     sx, sy = IndexStream(len(X.ids), cfg.seed, 0), IndexStream(len(Y.ids), cfg.seed, 1)
     # fixed sample images: the first few (by id) of each training set
     ix = torch.tensor(sorted(range(len(X.ids)), key=lambda i: X.ids[i])[:N_SAMPLES])
     iy = torch.tensor(sorted(range(len(Y.ids)), key=lambda i: Y.ids[i])[:N_SAMPLES])
-    xs, cxs = _gather(X, ix, device)
-    ys, cys = _gather(Y, iy, device)
+    xs, cxs, _ = _gather(X, ix, device)
+    ys, cys, _ = _gather(Y, iy, device)
     samples_dir = out_dir / "samples"
     mirrored = {"live": live_dir, "samples": samples_dir}
 
@@ -643,7 +836,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             console.print(f"train_cyclegan[{method}]: ignoring damaged checkpoint {rel(ckpt_path)} "
                           f"({type(e).__name__}: {e}); starting fresh", markup=False)
-            model, start_epoch, elapsed, ck = CycleGAN(cfg, device), 0, 0.0, None
+            model, start_epoch, elapsed, ck = CycleGAN(cfg, device, notify), 0, 0.0, None
             sx.pos = sy.pos = 0
             seed_everything(cfg.seed)
     if ck is not None:
@@ -662,37 +855,39 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     with bar:
         task = bar.add_task("train", total=cfg.total_steps, completed=start_epoch * cfg.steps_per_epoch, info="")
         for epoch in range(start_epoch, cfg.epochs):
-            acc: dict[str, float] = {}
-            ep_sum: dict[str, float] = {}
+            # running sums stay on the device (float64: the same sums as adding Python floats);
+            # they are read on the host only at log steps, so a CUDA step never waits for a sync
+            names = LOSSES + D_STATS
+            acc = torch.zeros(len(names), dtype=torch.float64, device=device)
+            ep_sum = torch.zeros_like(acc)
             n_acc, t_win, t_epoch = 0, time.perf_counter(), elapsed
             for s in range(cfg.steps_per_epoch):
                 step = epoch * cfg.steps_per_epoch + s
-                t0 = time.perf_counter()
-                x, cx = _gather(X, sx.take(cfg.batch_size), device)
-                y, cy = _gather(Y, sy.take(cfg.batch_size), device)
+                x, cx, dcx = _gather(X, sx.take(cfg.batch_size), device)
+                y, cy, dcy = _gather(Y, sy.take(cfg.batch_size), device)
                 lr_used = model.opt_G.param_groups[0]["lr"]
-                losses = model.step(x, y, cx, cy)
-                elapsed += time.perf_counter() - t0
-                for k, v in losses.items():
-                    acc[k] = acc.get(k, 0.0) + v
-                    ep_sum[k] = ep_sum.get(k, 0.0) + v
+                losses, d_stats = model.step(x, y, cx, cy, dcx, dcy)
+                both = torch.cat([losses, d_stats])
+                acc += both
+                ep_sum += both
                 n_acc += 1
                 if (s + 1) % cfg.log_every == 0 or s == cfg.steps_per_epoch - 1:
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
+                    mean = dict(zip(names, (acc / n_acc).tolist()))  # the one host read (sync) of the window
                     now = time.perf_counter()
+                    elapsed += now - t_win  # training time: the windows' steps, not logging/samples/checkpoints
                     live.step = step + 1
-                    for k, v in acc.items():
-                        live.log_metric(k, v / n_acc)
+                    for k, v in mean.items():
+                        live.log_metric(k, v)
                     live.log_metric("lr", lr_used)  # the lr of the window's last step
                     live.log_metric("images_per_s", n_acc * imgs_per_step / max(now - t_win, 1e-9))
-                    bar.update(task, info=f"cyc {acc['loss_cyc'] / n_acc:.3f} D {acc['loss_D'] / n_acc:.3f}")
-                    acc, n_acc, t_win = {}, 0, now
+                    bar.update(task, info=f"cyc {mean['loss_cyc']:.3f} D {mean['loss_D']:.3f}")
+                    acc.zero_()
+                    n_acc, t_win = 0, time.perf_counter()
                 bar.update(task, advance=1)
             live.make_summary()
             n = cfg.steps_per_epoch
             console.print(f"train_cyclegan[{method}] epoch {epoch + 1}/{cfg.epochs}: "
-                          + " ".join(f"{k} {v / n:.3f}" for k, v in ep_sum.items())
+                          + " ".join(f"{k} {v / n:.3f}" for k, v in zip(names, ep_sum.tolist()))
                           + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s",
                           markup=False, highlight=False, soft_wrap=True)
             if (epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs:
@@ -710,13 +905,16 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     ips = n_images / max(elapsed, 1e-9)
     summary = {"train_seconds": round(elapsed, 3), "images_per_s": round(ips, 3), "n_human_train": len(X.ids),
                "n_character_train": len(Y.ids), "steps": steps,
-               "device": device.type, "precision": resolve_precision(device, cfg.precision)}
+               "device": device.type, "precision": resolve_precision(device, cfg.precision),
+               "threads": threads, "compile": model.compile_mode(),
+               "compile_seconds": round(model.compile_seconds(), 3)}
     for k, v in summary.items():
         live.summary[k] = v
     live.end()
 
     for name, net in {**model.nets(), **model.generators()}.items():  # generators: the EMA copies if any
-        torch_save({k: v.detach().float().cpu() for k, v in net.state_dict().items()}, out_dir / f"{name}.pt")
+        torch_save({k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()},
+                   out_dir / f"{name}.pt")
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
     write_json(out_dir / "config.json", {
         "method": method, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
