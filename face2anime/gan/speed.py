@@ -26,8 +26,14 @@ CACHE_DIR = Path(".cache/torchinductor")
 
 
 def compile_cache(root: Path | None = None) -> Path:
-    """Set ``TORCHINDUCTOR_CACHE_DIR`` to ``root/.cache/torchinductor`` unless already set; return it."""
-    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    """Set ``TORCHINDUCTOR_CACHE_DIR`` to ``root/.cache/torchinductor`` unless the user chose one; return it.
+
+    Inductor writes its default (``/tmp/torchinductor_USER``) into the variable the first time
+    anything asks for the cache directory, so that value counts as "not chosen" too."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not current or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
         path = ((root or Path.cwd()) / CACHE_DIR).resolve()
         path.mkdir(parents=True, exist_ok=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)

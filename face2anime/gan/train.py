@@ -41,7 +41,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -77,6 +77,9 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
+from face2anime.gan import augment, dcam
+from face2anime.gan.augment import parse_policy
+from face2anime.gan.monitor import Probe, RunMonitor, make_probe, validate
 from face2anime.gan.speed import Compiled, compile_cache, device_budget, place, set_threads, take
 from face2anime.data.images import (
     RESIZED_DIR,
@@ -98,13 +101,18 @@ MODEL_ROOT = Path("models/cyclegan")
 LIVE_ROOT = Path("metrics/cyclegan")
 CKPT_ROOT = Path("checkpoints/cyclegan")
 CAM_DIR = Path("data/cam")
+CLASSIFIER_DIR = Path("models/classifier")
 SELECT_CSV = Path("data/select/selected.csv")
 SUBSETS = ("random", "selected")
 ADAM_IMPLS = ("default", "foreach", "fused")
+D_CAMS = ("source", "self", "none")
+SNAPSHOTS = ("last", "best")
 N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
+#: logged at each validation (every ``val_every`` steps; see :mod:`face2anime.gan.monitor`)
+VAL_LOGGED = ("val_realism", "val_cycle", "val_score")
 
 
 # --------------------------------------------------------------------------- config
@@ -143,6 +151,11 @@ class TrainConfig:
     adam: str = "default"        # default (torch's choice: for-loop on CPU) | foreach | fused
     fuse_passes: bool = False    # one call per network where inputs share its weights
     threads: int = 0             # intra-op threads (0 = torch's default: all cores)
+    # small data and monitoring (issue 11), the discriminator's CAM (issue 13)
+    diffaug: str = ""            # DiffAugment policies for D's inputs: "" or e.g. "color,translation,cutout"
+    d_cam: str = "source"        # source | self | none: the CAM multiplied into D's features (attention methods)
+    snapshot: str = "last"       # last | best: which EMA generators are saved (best = lowest validation score)
+    val_every: int = 200         # steps between validations (0 = off)
 
     @property
     def total_steps(self) -> int:
@@ -178,6 +191,24 @@ def check_inputs(method: str, entry: dict, where: str) -> None:
     if not entry["attention"] and inputs["cams"] == CAM_INPUT:
         raise UserError(f"{where}: a method without attention must not depend on {CAM_INPUT}; "
                         f"set inputs.cams to data/resized/manifest.csv")
+
+
+#: what an attention method with ``d_cam: self`` reads (the guiding classifier); its DVC dep
+CLASSIFIER_INPUT = "models/classifier/classifier.pt"
+
+
+def check_classifier_input(cfg: TrainConfig, entry: dict, where: str) -> None:
+    """``d_cam: self`` makes attention methods read the classifier: their ``inputs.classifier``
+    (a DVC dep) must name it; a method without attention must not (needless re-runs)."""
+    inputs = entry.get("inputs")
+    if not isinstance(inputs, dict):
+        return
+    declared = inputs.get("classifier")
+    if cfg.attention and cfg.d_cam == "self" and declared != CLASSIFIER_INPUT:
+        raise UserError(f"{where}: cyclegan.train.d_cam: self reads {CLASSIFIER_INPUT}; set inputs.classifier to it")
+    if not cfg.attention and declared == CLASSIFIER_INPUT:
+        raise UserError(f"{where}: a method without attention never reads {CLASSIFIER_INPUT}; set "
+                        f"inputs.classifier to data/resized/manifest.csv")
 
 
 def read_config(method: str, params: Params) -> TrainConfig:
@@ -225,7 +256,19 @@ def read_config(method: str, params: Params) -> TrainConfig:
         adam=params.str(c + "adam", D.adam, choices=ADAM_IMPLS),
         fuse_passes=params.bool(c + "fuse_passes", D.fuse_passes),
         threads=params.int(c + "threads", D.threads, lo=0),
+        diffaug=params.str(c + "diffaug", D.diffaug),
+        d_cam=params.str(c + "d_cam", D.d_cam, choices=D_CAMS),
+        snapshot=params.str(c + "snapshot", D.snapshot, choices=SNAPSHOTS),
+        val_every=params.int(c + "val_every", D.val_every, lo=0),
     )
+    try:
+        cfg = replace(cfg, diffaug=",".join(parse_policy(cfg.diffaug)))
+    except ValueError as e:
+        raise UserError(f"{params.source}: cyclegan.train.diffaug: {e}") from None
+    check_classifier_input(cfg, entry, where)
+    if cfg.snapshot == "best" and cfg.val_every == 0:
+        raise UserError(f"{params.source}: cyclegan.train.snapshot: best needs validation "
+                        f"(cyclegan.train.val_every > 0)")
     if cfg.lr_decay_epochs > cfg.epochs:
         raise UserError(f"{params.source}: cyclegan.train.lr_decay_epochs ({cfg.lr_decay_epochs}) must be <= "
                         f"cyclegan.train.epochs ({cfg.epochs})")
@@ -473,6 +516,8 @@ def gan_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+#: class indices of the guiding classifier (0 = human = domain X, 1 = character = Y)
+LABEL_X, LABEL_Y = 0, 1
 #: the losses :meth:`CycleGAN.step` returns, in order (fp32 tensor ``[4]``)
 LOSSES = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt")
 #: the discriminator statistics it returns (fp32 tensor ``[2]``): share of real / fake patches D gets right
@@ -539,6 +584,13 @@ class CycleGAN:
                 avg = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)).requires_grad_(False)
                 avg.update_parameters(g)  # the first update copies: the average starts at the initial weights
                 self.ema[k] = avg
+        self.policy = parse_policy(cfg.diffaug)
+        self.geo_aug = augment.geometric(self.policy)
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 3)   # DiffAugment's draws (own stream)
+        #: the CAM D multiplies in: none without attention; with d_cam: self, cam_net must be set
+        self.d_cam = cfg.d_cam if cfg.attention else "none"
+        self.cam_net: nn.Module | None = None
+        self.image_size = 0                                            # set by the first step
         self.g_fn = Compiled(self._g_loss, "the generator step", cfg.compile, self.notify)
         self.d_fn = Compiled(self._d_loss, "the discriminator step", cfg.compile, self.notify)
 
@@ -572,9 +624,39 @@ class CycleGAN:
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     # ---- the two loss computations (pure: the compiled graphs) ----
+    def set_cam_net(self, net: nn.Module) -> None:
+        """The frozen guiding classifier for ``d_cam: self`` (eval mode, no gradients)."""
+        self.cam_net = net.to(self.device).eval().requires_grad_(False)
+        if self.cfg.channels_last:
+            self.cam_net.to(memory_format=torch.channels_last)
+
+    def _d_view(self, img: torch.Tensor, cam: torch.Tensor | None, aug: dict[str, torch.Tensor] | None,
+                target: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(image, CAM) as a discriminator of class ``target`` sees them: DiffAugment applied to
+        the image, the CAM per ``d_cam`` (``source``: the given CAM, moved like the image;
+        ``self``: the given one, or when None the classifier's CAM of the augmented image;
+        ``none``: no CAM)."""
+        if aug is not None:
+            img = augment.apply(img, aug)
+        if self.d_cam == "none":
+            return img, None
+        if self.d_cam == "self":
+            if cam is None:
+                assert self.cam_net is not None, "d_cam: self needs set_cam_net()"
+                cam = dcam.self_cam(self.cam_net, img, target, d_feature_size(self.image_size))
+            return img, cam
+        if cam is not None and aug is not None and self.geo_aug:
+            cam = augment.warp_cam(cam, aug, self.image_size, d_feature_size(self.image_size))
+        return img, cam
+
     def _g_loss(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
-                dcx: torch.Tensor | None, dcy: torch.Tensor | None):
-        """Generator loss with D frozen -> (loss_G, fake_y, fake_x (detached fp32), [adv, cyc, idt])."""
+                dcx: torch.Tensor | None, dcy: torch.Tensor | None, aug_y: dict[str, torch.Tensor] | None = None,
+                aug_x: dict[str, torch.Tensor] | None = None):
+        """Generator loss with D frozen -> (loss_G, fake_y, fake_x (detached fp32), [adv, cyc, idt],
+        the CAMs to store with fake_y and fake_x in the pools (as given; self mode: as computed)).
+
+        ``dcx``/``dcy``: the CAM D gets with each fake (source mode: the source's; self mode
+        without augmentation: None, computed here)."""
         cfg = self.cfg
         idt_y = idt_x = None
         with self._ac():
@@ -587,13 +669,15 @@ class CycleGAN:
                     fake_y, fake_x = self.G_XY(x, cx), self.G_YX(y, cy)
                 rec_x = self.G_YX(fake_y, cx)
                 rec_y = self.G_XY(fake_x, cy)
-                d_fy, d_fx = self.D_Y(fake_y, dcx), self.D_X(fake_x, dcy)
+                (vy, cvy), (vx, cvx) = self._d_view(fake_y, dcx, aug_y, LABEL_Y), self._d_view(fake_x, dcy, aug_x, LABEL_X)
+                d_fy, d_fx = self.D_Y(vy, cvy), self.D_X(vx, cvx)
             else:  # the classic order (the order autograd accumulates gradients in)
                 fake_y = self.G_XY(x, cx)
                 rec_x = self.G_YX(fake_y, cx)
                 fake_x = self.G_YX(y, cy)
                 rec_y = self.G_XY(fake_x, cy)
-                d_fy, d_fx = self.D_Y(fake_y, dcx), self.D_X(fake_x, dcy)
+                (vy, cvy), (vx, cvx) = self._d_view(fake_y, dcx, aug_y, LABEL_Y), self._d_view(fake_x, dcy, aug_x, LABEL_X)
+                d_fy, d_fx = self.D_Y(vy, cvy), self.D_X(vx, cvx)
                 if cfg.lambda_idt > 0:
                     idt_y, idt_x = self.G_XY(y, cy), self.G_YX(x, cx)
         fake_y, rec_x, fake_x, rec_y = fake_y.float(), rec_x.float(), fake_x.float(), rec_y.float()
@@ -604,21 +688,28 @@ class CycleGAN:
         else:
             idt = torch.zeros((), device=x.device)
         loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt
-        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt]).detach()
+        if self.d_cam == "self":    # the pools keep what the fakes were given: self mode, the computed CAM
+            dcx, dcy = cvy, cvx
+        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt]).detach(), dcx, dcy
 
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                 dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
-                dpy: torch.Tensor | None):
-        """Discriminator loss on reals and pooled fakes -> (loss_D, [acc real, acc fake] (detached))."""
+                dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None = None):
+        """Discriminator loss on reals and pooled fakes -> (loss_D, [acc real, acc fake] (detached)).
+
+        ``aug``: DiffAugment draws for ``[y, py, x, px]`` (in that order) or None."""
         cfg = self.cfg
+        a = aug or [None, None, None, None]  # type: ignore[list-item]
         with self._ac():
             if cfg.fuse_passes:
                 b = y.shape[0]
-                r_y, f_y = self.D_Y(torch.cat([y, py]), _cat(dcy, dpy)).split(b)
-                r_x, f_x = self.D_X(torch.cat([x, px]), _cat(dcx, dpx)).split(b)
+                cat_aug = lambda i, j: None if aug is None else {  # noqa: E731
+                    k: torch.cat([a[i][k], a[j][k]], dim=1 if k in ("shift", "cutout") else 0) for k in a[i]}
+                r_y, f_y = self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), cat_aug(0, 1), LABEL_Y)).split(b)
+                r_x, f_x = self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), cat_aug(2, 3), LABEL_X)).split(b)
             else:
-                r_y, f_y = self.D_Y(y, dcy), self.D_Y(py, dpy)
-                r_x, f_x = self.D_X(x, dcx), self.D_X(px, dpx)
+                r_y, f_y = self.D_Y(*self._d_view(y, dcy, a[0], LABEL_Y)), self.D_Y(*self._d_view(py, dpy, a[1], LABEL_Y))
+                r_x, f_x = self.D_X(*self._d_view(x, dcx, a[2], LABEL_X)), self.D_X(*self._d_view(px, dpx, a[3], LABEL_X))
         loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
             + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
         with torch.no_grad():
@@ -648,22 +739,46 @@ class CycleGAN:
              dcx: torch.Tensor | None = None, dcy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step -> (losses ``[4]`` in :data:`LOSSES` order, D stats ``[2]``).
 
-        ``dcx``/``dcy`` default to ``cx``/``cy`` resized to D's feature size (pass them
-        precomputed: :func:`prepare_dcams`)."""
-        if cx is not None and dcx is None:
-            dcx = resize_cams(cx, d_feature_size(x.shape[-1]))
-        if cy is not None and dcy is None:
-            dcy = resize_cams(cy, d_feature_size(y.shape[-1]))
+        ``dcx``/``dcy``: the real images' CAMs for D (:func:`prepare_dcams`); by default ``cx``/``cy``
+        resized to D's feature size (``d_cam: source``) or computed (``self``)."""
+        self.image_size = size = int(x.shape[-1])
+        ds = d_feature_size(size)
+        if self.d_cam == "source":
+            if self.geo_aug:          # D's CAMs are moved with the image: start from G's resolution
+                dcx, dcy = cx, cy
+            else:
+                dcx = resize_cams(cx, ds) if cx is not None and dcx is None else dcx
+                dcy = resize_cams(cy, ds) if cy is not None and dcy is None else dcy
+        elif self.d_cam == "self":
+            if self.policy:           # the CAM of the augmented image, computed in the step
+                dcx = dcy = None
+            else:
+                dcx = dcam.self_cam(self.cam_net, x, LABEL_X, ds) if dcx is None else dcx  # type: ignore[arg-type]
+                dcy = dcam.self_cam(self.cam_net, y, LABEL_Y, ds) if dcy is None else dcy  # type: ignore[arg-type]
+        else:
+            dcx = dcy = None
         x, y = self.layout(x), self.layout(y)
+        b = x.shape[0]
+        aug_g = aug_d = None
+        if self.policy:
+            aug_g = augment.split(augment.draw(self.policy, 2 * b, size, self.aug_gen, self.device), [b, b])
+            aug_d = augment.split(augment.draw(self.policy, 4 * b, size, self.aug_gen, self.device), [b] * 4)
         for d in (self.D_X, self.D_Y):
             d.requires_grad_(False)
-        _, fake_y, fake_x, parts = self._minimise(self.g_fn, self.opt_G, x, y, cx, cy, dcx, dcy)
+        # source mode: a fake character carries its source human's CAM (G's fakes are the source's)
+        fdx = None if self.d_cam == "self" else dcx
+        fdy = None if self.d_cam == "self" else dcy
+        out = self._minimise(self.g_fn, self.opt_G, x, y, cx, cy, fdx, fdy,
+                             *(aug_g if aug_g is not None else (None, None)))
+        _, fake_y, fake_x, parts, cam_fy, cam_fx = out
+        if self.d_cam == "self" and self.policy:   # pooled fakes get the CAM of their augmented view
+            cam_fy = cam_fx = None
 
         for d in (self.D_X, self.D_Y):
             d.requires_grad_(True)
-        py, dpy = self.pool_Y.query(fake_y, dcx)   # a fake character carries its source's CAM
-        px, dpx = self.pool_X.query(fake_x, dcy)
-        loss_D, d_stats = self._minimise(self.d_fn, self.opt_D, x, y, px, py, dcx, dcy, dpx, dpy)
+        py, dpy = self.pool_Y.query(fake_y, cam_fy)
+        px, dpx = self.pool_X.query(fake_x, cam_fx)
+        loss_D, d_stats = self._minimise(self.d_fn, self.opt_D, x, y, px, py, dcx, dcy, dpx, dpy, aug_d)
         self.sched_G.step()
         self.sched_D.step()
         self._update_ema()
@@ -676,6 +791,8 @@ class CycleGAN:
         out.update(opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
                    sched_G=self.sched_G.state_dict(), sched_D=self.sched_D.state_dict(),
                    pool_X=self.pool_X.state_dict(), pool_Y=self.pool_Y.state_dict())
+        if self.policy:
+            out["aug_gen"] = self.aug_gen.get_state()
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -689,6 +806,8 @@ class CycleGAN:
         self.sched_D.load_state_dict(state["sched_D"])
         self.pool_X.load_state_dict(state["pool_X"], self.device)
         self.pool_Y.load_state_dict(state["pool_Y"], self.device)
+        if self.policy:
+            self.aug_gen.set_state(state["aug_gen"])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -774,6 +893,39 @@ def read_checkpoint(path: Path, chash: str, who: str, console: Console) -> dict[
     return ck
 
 
+def load_cam_net(classifier_dir: Path) -> nn.Module:
+    """The frozen guiding classifier (``d_cam: self``)."""
+    from face2anime.models.classify import load_classifier
+
+    net = load_classifier("classifier", classifier_dir)
+    dcam.head_weight(net)  # a ConvNet or ResNet18 (GAP + linear head), else a clear error below
+    return net
+
+
+def self_cams(net: nn.Module, images: torch.Tensor, label: int, size: int, batch: int = 256) -> torch.Tensor:
+    """The classifier's CAM (see :mod:`face2anime.gan.dcam`) of uint8 ``images`` for ``label``:
+    ``[n, 1, size, size]`` on the CPU, fp32."""
+    return torch.cat([dcam.self_cam(net, to_model(images[i:i + batch]), label, size)
+                      for i in range(0, len(images), batch)])
+
+
+def run_validation(model: CycleGAN, probe: Probe, monitor: RunMonitor, live: Any, step: int,
+                   cfg: TrainConfig, notify: Callable[[str], None]) -> None:
+    """Score the saved generators on the probe; log it, keep the best snapshot, warn on collapse."""
+    g = model.generators()
+    metrics = validate(g["G_XY"], g["G_YX"], probe, model.device, model._ac)
+    monitor.add_validation(step, metrics, g, keep_best=cfg.snapshot == "best")
+    prev = live.step
+    live.step = step
+    for k in ("realism", "cycle", "score"):
+        live.log_metric(f"val_{k}", metrics[k])
+    live.step = prev
+    collapsed, reasons = monitor.collapse()
+    if collapsed and not monitor.warned:
+        monitor.warned = True
+        notify(f"step {step}: collapsing? " + "; ".join(reasons))
+
+
 class _Stop(Exception):
     """Raised (tests only) to simulate a kill right after an epoch checkpoint."""
 
@@ -781,7 +933,7 @@ class _Stop(Exception):
 # --------------------------------------------------------------------------- training
 def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Path = CAM_DIR,
           select_csv: Path = SELECT_CSV, out_dir: Path | None = None, live_dir: Path | None = None,
-          ckpt_dir: Path | None = None, progress: bool = True,
+          ckpt_dir: Path | None = None, progress: bool = True, classifier_dir: Path = CLASSIFIER_DIR,
           _stop_after_epochs: int | None = None) -> dict[str, Any]:
     """Train the CycleGAN of ``method`` (an entry of ``cyclegan.methods``); returns the summary.
 
@@ -809,12 +961,27 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     size = int(X.images.shape[-1])
     chash = config_hash(cfg, X, Y, device)
     budget = device_budget(device)
-    for d in (X, Y):
-        prepare_dcams(d, size)   # D's CAMs resized once, not on every forward
+    cam_net = load_cam_net(classifier_dir) if cfg.attention and cfg.d_cam == "self" else None
+    for d, label in ((X, LABEL_X), (Y, LABEL_Y)):
+        if cfg.attention and cfg.d_cam == "source":
+            prepare_dcams(d, size)   # D's CAMs resized once, not on every forward
+        elif cam_net is not None and not cfg.diffaug:
+            d.dcams = self_cams(cam_net, d.images, label, d_feature_size(size))  # the real images' own, once
         d.images = place(d.images, device, budget)
-        if d.cams is not None and d.dcams is not None:
-            d.cams, d.dcams = place(d.cams, device, budget), place(d.dcams, device, budget)
-    model = CycleGAN(cfg, device, notify)
+        if d.cams is not None:
+            d.cams = place(d.cams, device, budget)
+        if d.dcams is not None:
+            d.dcams = place(d.dcams, device, budget)
+    probe = make_probe(X.images, X.cams, Y.images, Y.cams, cfg.seed, to_model) if cfg.val_every else None
+    monitor = RunMonitor()
+
+    def new_model() -> CycleGAN:
+        m = CycleGAN(cfg, device, notify)
+        if cam_net is not None:
+            m.set_cam_net(cam_net)
+        return m
+
+    model = new_model()
     sx, sy = IndexStream(len(X.ids), cfg.seed, 0), IndexStream(len(Y.ids), cfg.seed, 1)
     # fixed sample images: the first few (by id) of each training set
     ix = torch.tensor(sorted(range(len(X.ids)), key=lambda i: X.ids[i])[:N_SAMPLES])
@@ -832,11 +999,12 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             sx.pos, sy.pos = int(ck["stream_x"]), int(ck["stream_y"])
             torch.set_rng_state(ck["torch_rng"])
             start_epoch, elapsed = int(ck["epoch"]), float(ck["elapsed"])
+            monitor.load_state_dict(ck["monitor"])
             _restore(ck["files"], mirrored)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             console.print(f"train_cyclegan[{method}]: ignoring damaged checkpoint {rel(ckpt_path)} "
                           f"({type(e).__name__}: {e}); starting fresh", markup=False)
-            model, start_epoch, elapsed, ck = CycleGAN(cfg, device, notify), 0, 0.0, None
+            model, start_epoch, elapsed, ck, monitor = new_model(), 0, 0.0, None, RunMonitor()
             sx.pos = sy.pos = 0
             seed_everything(cfg.seed)
     if ck is not None:
@@ -848,6 +1016,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     del ck
 
     live = open_live(live_dir, resume=start_epoch > 0)
+    val_seconds = 0.0
     imgs_per_step = 2 * cfg.batch_size
     bar = Progress(TextColumn(f"train_cyclegan[{method}]", markup=False), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -880,9 +1049,16 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                         live.log_metric(k, v)
                     live.log_metric("lr", lr_used)  # the lr of the window's last step
                     live.log_metric("images_per_s", n_acc * imgs_per_step / max(now - t_win, 1e-9))
+                    monitor.add_window(mean["d_acc_real"], mean["d_acc_fake"])
                     bar.update(task, info=f"cyc {mean['loss_cyc']:.3f} D {mean['loss_D']:.3f}")
                     acc.zero_()
-                    n_acc, t_win = 0, time.perf_counter()
+                    n_acc = 0
+                if probe is not None and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.total_steps):
+                    t_val = time.perf_counter()
+                    run_validation(model, probe, monitor, live, step + 1, cfg, notify)
+                    val_seconds += time.perf_counter() - t_val
+                if n_acc == 0:
+                    t_win = time.perf_counter()
                 bar.update(task, advance=1)
             live.make_summary()
             n = cfg.steps_per_epoch
@@ -894,7 +1070,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                 sample_picture(model, xs, ys, cxs, cys, samples_dir / f"epoch_{epoch + 1:03d}.png")
             if epoch + 1 < cfg.epochs:
                 torch_save({"config_hash": chash, "epoch": epoch + 1, "elapsed": elapsed,
-                            "model": model.state_dict(), "stream_x": sx.pos, "stream_y": sy.pos,
+                            "model": model.state_dict(), "monitor": monitor.state_dict(), "stream_x": sx.pos, "stream_y": sy.pos,
                             "torch_rng": torch.get_rng_state(), "dvclive_step": live.step,
                             "files": _snapshot(mirrored)}, ckpt_path)
                 if _stop_after_epochs is not None and epoch + 1 >= _stop_after_epochs:
@@ -907,14 +1083,21 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                "n_character_train": len(Y.ids), "steps": steps,
                "device": device.type, "precision": resolve_precision(device, cfg.precision),
                "threads": threads, "compile": model.compile_mode(),
-               "compile_seconds": round(model.compile_seconds(), 3)}
+               "compile_seconds": round(model.compile_seconds(), 3), "val_seconds": round(val_seconds, 3),
+               "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot, **monitor.summary()}
+    if summary["collapsed"]:
+        notify("WARNING: this run looks collapsed (" + "; ".join(summary["collapse_reasons"])
+               + "): its translations are likely noise; try cyclegan.train.diffaug, more data or fewer steps")
     for k, v in summary.items():
         live.summary[k] = v
     live.end()
 
-    for name, net in {**model.nets(), **model.generators()}.items():  # generators: the EMA copies if any
-        torch_save({k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()},
-                   out_dir / f"{name}.pt")
+    saved = {name: {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
+             for name, net in {**model.nets(), **model.generators()}.items()}  # generators: the EMA copies if any
+    if cfg.snapshot == "best" and monitor.best_state is not None:
+        saved.update(monitor.best_state)       # the generators of the best validation score
+    for name, state in saved.items():
+        torch_save(state, out_dir / f"{name}.pt")
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
     write_json(out_dir / "config.json", {
         "method": method, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
@@ -923,7 +1106,9 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
         "epochs": cfg.epochs, "steps": steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
         "precision": cfg.precision, "device": device.type, "gan_loss": cfg.gan_loss, "ema": cfg.ema, "lambda_cyc": cfg.lambda_cyc,
-        "lambda_idt": cfg.lambda_idt, "config_hash": chash})
+        "lambda_idt": cfg.lambda_idt, "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot,
+        "snapshot_step": monitor.best_step if cfg.snapshot == "best" and monitor.best_state is not None else steps,
+        "collapsed": summary["collapsed"], "collapse_reasons": summary["collapse_reasons"], "config_hash": chash})
     if ckpt_path.is_file():
         ckpt_path.unlink()
     with contextlib.suppress(OSError):
