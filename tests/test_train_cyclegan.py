@@ -171,6 +171,62 @@ def test_pool_keeps_cams_with_images() -> None:
         assert torch.equal(out[:, :1, :2, :2], oc)  # each returned image comes with its own CAM
 
 
+class _LoopPool:
+    """The classic per-image CycleGAN pool (the reference the preallocated pool must match)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.images, self.cams = size, [], []
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def query(self, images, cams):
+        out_i, out_c = [], []
+        for b in range(images.shape[0]):
+            img, cam = images[b:b + 1], cams[b:b + 1]
+            if len(self.images) < self.size:
+                self.images.append(img), self.cams.append(cam), out_i.append(img), out_c.append(cam)
+            elif float(torch.rand((), generator=self.gen)) > 0.5:
+                j = int(torch.randint(0, self.size, (), generator=self.gen))
+                out_i.append(self.images[j]), out_c.append(self.cams[j])
+                self.images[j], self.cams[j] = img, cam
+            else:
+                out_i.append(img), out_c.append(cam)
+        return torch.cat(out_i), torch.cat(out_c)
+
+
+@pytest.mark.parametrize("size,batch", [(5, 2), (3, 4), (2, 8)])
+def test_pool_matches_the_per_image_loop(size: int, batch: int) -> None:
+    """Same draws, same outputs, same contents: also when the pool fills up mid-batch and when
+    one batch draws the same slot twice (small pool, big batch)."""
+    ref, new = _LoopPool(size, 7), tc.ImagePool(size, 7)
+    for i in range(30):
+        imgs = torch.randn(batch, 3, 4, 4)
+        cams = imgs[:, :1, :2, :2] + 100
+        a, ac = ref.query(imgs, cams)
+        b, bc = new.query(imgs, cams)
+        assert torch.equal(a, b) and torch.equal(ac, bc), i
+    assert torch.equal(torch.cat(ref.images), new.state_dict()["images"])
+    restored = tc.ImagePool(size, 0)
+    restored.load_state_dict(new.state_dict(), torch.device("cpu"))
+    imgs = torch.randn(batch, 3, 4, 4)
+    assert torch.equal(restored.query(imgs, imgs[:, :1, :2, :2])[0], new.query(imgs, imgs[:, :1, :2, :2])[0])
+
+
+def test_discriminator_cams_resized_once_match_per_call_resizing() -> None:
+    """D's CAMs resized once for the whole data set equal what D computed per batch (bit for bit),
+    and d_feature_size is the size of D's conv3 output."""
+    from face2anime.models.networks import Discriminator, cam_weight
+
+    for size in (24, 32, 48, 64, 100, 256):
+        d = Discriminator(4)
+        h = d.conv3(d.conv2(d.conv1(d.conv0(torch.zeros(1, 3, size, size)))))
+        assert h.shape[-1] == tc.d_feature_size(size)
+    cams = torch.rand(10, 1, 12, 12)
+    once = tc.resize_cams(cams, tc.d_feature_size(48))
+    for i in range(0, 10, 3):
+        per_call = cam_weight(cams[i:i + 3], (5, 5), "residual", torch.float32)
+        assert torch.equal(cam_weight(once[i:i + 3], (5, 5), "residual", torch.float32), per_call)
+
+
 @pytest.mark.parametrize("attention", [False, True])
 def test_steps_on_fixed_batch_lower_cycle_loss(attention: bool) -> None:
     cfg = tc.TrainConfig(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=8, ndf=4,
@@ -183,7 +239,7 @@ def test_steps_on_fixed_batch_lower_cycle_loss(attention: bool) -> None:
     x, y = smooth(), smooth()
     cx = torch.rand(2, 1, 8, 8) if attention else None
     cy = torch.rand(2, 1, 8, 8) if attention else None
-    cyc = [model.step(x, y, cx, cy)["loss_cyc"] for _ in range(30)]
+    cyc = [float(model.step(x, y, cx, cy)[0][tc.LOSSES.index("loss_cyc")]) for _ in range(30)]
     assert np.mean(cyc[-5:]) < 0.6 * np.mean(cyc[:3])
 
 
@@ -297,3 +353,45 @@ def test_deterministic(dataset: dict[str, Path], tmp_path: Path) -> None:
     _run("baseline", dataset, tmp_path / "b", copy.deepcopy(p))
     a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
     assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])
+
+
+FAST = {"compile": True, "channels_last": True, "adam": "fused", "fuse_passes": True}
+
+
+@pytest.mark.compile
+def test_fast_path_is_deterministic_and_resumes_bit_exactly(dataset: dict[str, Path], tmp_path: Path) -> None:
+    """The fast path (torch.compile + channels_last + fused Adam + fused passes) compiles without
+    a fallback (one graph per loss, so no breaks on the CAM/None branches) and, on CPU with the
+    same thread count, gives the same weights and losses when run again and when killed and
+    resumed (the compiled kernels are deterministic; the cache gives the same code). It is not
+    bit-identical to the exact mode (other kernels and summation orders)."""
+    p = _params(**FAST, gan_loss="lsgan", diffaug="color,translation,cutout", val_every=2, snapshot="best")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    summary = _run("proposed", dataset, full, p)
+    assert summary["compile"] == "inductor" and summary["compile_seconds"] > 0
+    with pytest.raises(tc._Stop):
+        _run("proposed", dataset, killed, copy.deepcopy(p), _stop_after_epochs=1)
+    _run("proposed", dataset, killed, copy.deepcopy(p))
+    a, b = _weights(full / "model"), _weights(killed / "model")
+    assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])
+    for name in ("loss_cyc", "loss_D", "val_score"):
+        pd.testing.assert_frame_equal(_tsv(full / "live", name), _tsv(killed / "live", name))
+    exact = _run("proposed", dataset, tmp_path / "exact", _params(gan_loss="lsgan"))
+    assert exact["compile"] == "eager"
+
+
+def test_compile_failure_falls_back_to_eager_with_one_line(capsys) -> None:
+    cfg = tc.TrainConfig(method="m", subset="random", attention=True, seed=0, max_images=4, ngf=4, ndf=4, n_res=1,
+                         epochs=1, steps_per_epoch=3, precision="fp32", compile=True)
+    lines: list[str] = []
+    model = tc.CycleGAN(cfg, torch.device("cpu"), notify=lines.append)
+
+    def broken(*args):
+        raise RuntimeError("inductor: simulated C++ compiler failure\nsecond line")
+
+    model.g_fn.compiled = broken
+    x, y, c = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 1, 8, 8)
+    model.d_fn.compiled = None
+    losses, _ = model.step(x, y, c, c)
+    assert torch.isfinite(losses).all() and model.g_fn.mode == "eager"
+    assert len(lines) == 1 and "simulated C++ compiler failure" in lines[0] and "\n" not in lines[0]

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from face2anime.core.params import UserError
 from face2anime.core.runtime import autocast, pick_device
-from face2anime.gan.train import CycleGAN, TrainConfig
+from face2anime.gan.train import LOSSES, CycleGAN, TrainConfig
 from face2anime.models.networks import Discriminator, Generator, init_weights
 
 PAPER = {"size": 256, "ngf": 64, "ndf": 64, "n_res": 4, "batch_size": 1}
@@ -67,15 +67,16 @@ def train_steps(device: torch.device, steps: int, size: int, ngf: int, ndf: int,
     x = (torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1).to(device)
     y = (torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1).to(device)
     c = torch.rand(batch_size, 1, size // 4, size // 4, generator=gen).to(device) if attention else None
-    losses = model.step(x, y, c, c)  # warm-up (cuDNN autotuning, allocator)
+    model.step(x, y, c, c)  # warm-up (cuDNN autotuning, allocator)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        losses = model.step(x, y, c, c)
+        out, _ = model.step(x, y, c, c)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
+    losses = dict(zip(LOSSES, out.tolist()))
     return {"losses": losses, "finite": all(math.isfinite(v) for v in losses.values()),
             "images_per_s": 2 * batch_size * steps / seconds}
 

@@ -41,9 +41,9 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,10 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
+from face2anime.gan import augment, dcam
+from face2anime.gan.augment import parse_policy
+from face2anime.gan.monitor import Probe, RunMonitor, make_probe, validate
+from face2anime.gan.speed import Compiled, compile_cache, device_budget, place, set_threads, take
 from face2anime.data.images import (
     RESIZED_DIR,
     load_images,
@@ -97,12 +101,18 @@ MODEL_ROOT = Path("models/cyclegan")
 LIVE_ROOT = Path("metrics/cyclegan")
 CKPT_ROOT = Path("checkpoints/cyclegan")
 CAM_DIR = Path("data/cam")
+CLASSIFIER_DIR = Path("models/classifier")
 SELECT_CSV = Path("data/select/selected.csv")
 SUBSETS = ("random", "selected")
+ADAM_IMPLS = ("default", "foreach", "fused")
+D_CAMS = ("source", "self", "none")
+SNAPSHOTS = ("last", "best")
 N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
-LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "lr", "images_per_s")
+LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
+#: logged at each validation (every ``val_every`` steps; see :mod:`face2anime.gan.monitor`)
+VAL_LOGGED = ("val_realism", "val_cycle", "val_score")
 
 
 # --------------------------------------------------------------------------- config
@@ -135,6 +145,17 @@ class TrainConfig:
     precision: str = "auto"
     sample_every: int = 1
     log_every: int = 25
+    # speed (issue 12); the defaults are the exact mode: bit-identical to the plain eager loop
+    compile: bool = False        # torch.compile (inductor) the G and D loss computations
+    channels_last: bool = False  # NHWC activations/weights (oneDNN's fast bf16 kernels)
+    adam: str = "default"        # default (torch's choice: for-loop on CPU) | foreach | fused
+    fuse_passes: bool = False    # one call per network where inputs share its weights
+    threads: int = 0             # intra-op threads (0 = torch's default: all cores)
+    # small data and monitoring (issue 11), the discriminator's CAM (issue 13)
+    diffaug: str = ""            # DiffAugment policies for D's inputs: "" or e.g. "color,translation,cutout"
+    d_cam: str = "source"        # source | self | none: the CAM multiplied into D's features (attention methods)
+    snapshot: str = "last"       # last | best: which EMA generators are saved (best = lowest validation score)
+    val_every: int = 200         # steps between validations (0 = off)
 
     @property
     def total_steps(self) -> int:
@@ -170,6 +191,24 @@ def check_inputs(method: str, entry: dict, where: str) -> None:
     if not entry["attention"] and inputs["cams"] == CAM_INPUT:
         raise UserError(f"{where}: a method without attention must not depend on {CAM_INPUT}; "
                         f"set inputs.cams to data/resized/manifest.csv")
+
+
+#: what an attention method with ``d_cam: self`` reads (the guiding classifier); its DVC dep
+CLASSIFIER_INPUT = "models/classifier/classifier.pt"
+
+
+def check_classifier_input(cfg: TrainConfig, entry: dict, where: str) -> None:
+    """``d_cam: self`` makes attention methods read the classifier: their ``inputs.classifier``
+    (a DVC dep) must name it; a method without attention must not (needless re-runs)."""
+    inputs = entry.get("inputs")
+    if not isinstance(inputs, dict):
+        return
+    declared = inputs.get("classifier")
+    if cfg.attention and cfg.d_cam == "self" and declared != CLASSIFIER_INPUT:
+        raise UserError(f"{where}: cyclegan.train.d_cam: self reads {CLASSIFIER_INPUT}; set inputs.classifier to it")
+    if not cfg.attention and declared == CLASSIFIER_INPUT:
+        raise UserError(f"{where}: a method without attention never reads {CLASSIFIER_INPUT}; set "
+                        f"inputs.classifier to data/resized/manifest.csv")
 
 
 def read_config(method: str, params: Params) -> TrainConfig:
@@ -212,7 +251,24 @@ def read_config(method: str, params: Params) -> TrainConfig:
         precision=params.str("precision", D.precision, choices=("auto", "fp32", "bf16")),
         sample_every=params.int(c + "sample_every", D.sample_every, lo=1),
         log_every=params.int(c + "log_every", D.log_every, lo=1),
+        compile=params.bool(c + "compile", D.compile),
+        channels_last=params.bool(c + "channels_last", D.channels_last),
+        adam=params.str(c + "adam", D.adam, choices=ADAM_IMPLS),
+        fuse_passes=params.bool(c + "fuse_passes", D.fuse_passes),
+        threads=params.int(c + "threads", D.threads, lo=0),
+        diffaug=params.str(c + "diffaug", D.diffaug),
+        d_cam=params.str(c + "d_cam", D.d_cam, choices=D_CAMS),
+        snapshot=params.str(c + "snapshot", D.snapshot, choices=SNAPSHOTS),
+        val_every=params.int(c + "val_every", D.val_every, lo=0),
     )
+    try:
+        cfg = replace(cfg, diffaug=",".join(parse_policy(cfg.diffaug)))
+    except ValueError as e:
+        raise UserError(f"{params.source}: cyclegan.train.diffaug: {e}") from None
+    check_classifier_input(cfg, entry, where)
+    if cfg.snapshot == "best" and cfg.val_every == 0:
+        raise UserError(f"{params.source}: cyclegan.train.snapshot: best needs validation "
+                        f"(cyclegan.train.val_every > 0)")
     if cfg.lr_decay_epochs > cfg.epochs:
         raise UserError(f"{params.source}: cyclegan.train.lr_decay_epochs ({cfg.lr_decay_epochs}) must be <= "
                         f"cyclegan.train.epochs ({cfg.epochs})")
@@ -223,11 +279,36 @@ def read_config(method: str, params: Params) -> TrainConfig:
 @dataclass
 class DomainData:
     """The training images of one domain: ``ids`` (n), ``images`` uint8 ``[n, 3, H, W]``,
-    ``cams`` float32 ``[n, 1, h, w]`` in [0, 1] or None (non-attention methods)."""
+    ``cams`` float32 ``[n, 1, h, w]`` in [0, 1] or None (non-attention methods).
+
+    ``dcams``: the CAMs the discriminator multiplies in, resized once (bilinear, as
+    :func:`~face2anime.models.networks.cam_weight` would on every call) to D's feature size
+    ``[n, 1, d, d]`` (see :func:`d_feature_size`); set by :func:`prepare_dcams`."""
 
     ids: list[str]
     images: torch.Tensor
     cams: torch.Tensor | None
+    dcams: torch.Tensor | None = None
+
+
+def d_feature_size(size: int) -> int:
+    """Spatial size of the PatchGAN's conv3 output (where D's CAM is applied) for ``size`` px:
+    three (4, stride 2, pad 1) convs halve it (floor), the (4, stride 1, pad 1) conv takes one off."""
+    return size // 2 // 2 // 2 - 1
+
+
+def resize_cams(cams: torch.Tensor, size: int) -> torch.Tensor:
+    """CAMs ``[n, 1, h, w]`` -> ``[n, 1, size, size]``: bilinear, ``align_corners=False`` (fp32)."""
+    cams = cams.float()
+    if tuple(cams.shape[-2:]) == (size, size):
+        return cams
+    return F.interpolate(cams, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def prepare_dcams(d: DomainData, image_size: int) -> None:
+    """Precompute ``d.dcams`` (no-op without CAMs): the discriminator's CAM resizing done once."""
+    if d.cams is not None:
+        d.dcams = resize_cams(d.cams, d_feature_size(image_size))
 
 
 def random_subset(ids: list[str], k: int, seed: int) -> list[str]:
@@ -348,42 +429,81 @@ class ImagePool:
     ``query(images [B,3,H,W], cams [B,1,h,w] | None)`` returns a batch of the same shape: while
     the pool fills, the inputs; then, per image, with probability 1/2 a random stored image
     (replaced by the new one), else the new image. Randomness from its own seeded generator.
+
+    Storage is one preallocated tensor per kind (no per-image tensors): a query draws its
+    decisions first (the same draws, in the same order, as the classic per-image loop), then
+    moves the data with one gather and one scatter.
     """
 
     def __init__(self, size: int, seed: int):
         self.size = size
-        self.images: list[torch.Tensor] = []
-        self.cams: list[torch.Tensor | None] = []
+        self.n = 0
+        self.images: torch.Tensor | None = None
+        self.cams: torch.Tensor | None = None
         self.gen = torch.Generator().manual_seed(seed)
+
+    def _plan(self, b: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """(indices of new images to append, [(batch index, pool slot) swaps]) for a batch of ``b``."""
+        append, swap = [], []
+        n = self.n
+        for i in range(b):
+            if n < self.size:
+                append.append(i)
+                n += 1
+            elif float(torch.rand((), generator=self.gen)) > 0.5:
+                swap.append((i, int(torch.randint(0, self.size, (), generator=self.gen))))
+        return append, swap
 
     def query(self, images: torch.Tensor, cams: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.size == 0:
             return images, cams
-        out_i, out_c = [], []
-        for b in range(images.shape[0]):
-            img = images[b:b + 1].detach()
-            cam = None if cams is None else cams[b:b + 1]
-            if len(self.images) < self.size:
-                self.images.append(img)
-                self.cams.append(cam)
-                out_i.append(img), out_c.append(cam)
-            elif float(torch.rand((), generator=self.gen)) > 0.5:
-                j = int(torch.randint(0, self.size, (), generator=self.gen))
-                out_i.append(self.images[j]), out_c.append(self.cams[j])
-                self.images[j], self.cams[j] = img, cam
+        images = images.detach()
+        append, swap = self._plan(images.shape[0])
+        if self.images is None:
+            self.images = images.new_empty((self.size, *images.shape[1:]))
+            self.cams = None if cams is None else cams.new_empty((self.size, *cams.shape[1:]))
+        if append:  # appends come first in the batch (the pool fills up), so a swap may pick them
+            a = torch.tensor(append, device=images.device)
+            self.images[self.n:self.n + len(append)] = images[a]
+            if cams is not None and self.cams is not None:
+                self.cams[self.n:self.n + len(append)] = cams[a]
+            self.n += len(append)
+        out_i, out_c = images, cams
+        if swap:
+            rows = torch.tensor([i for i, _ in swap], device=images.device)
+            slots = torch.tensor([j for _, j in swap], device=images.device)
+            # a slot drawn twice in one batch: the later image sees the earlier one's swap (as the loop did)
+            out_i, out_c = images.clone(), (None if cams is None else cams.clone())
+            if len(set(slots.tolist())) == len(swap):
+                out_i[rows] = self.images[slots]
+                self.images[slots] = images[rows]
+                if cams is not None and self.cams is not None and out_c is not None:
+                    out_c[rows] = self.cams[slots]
+                    self.cams[slots] = cams[rows]
             else:
-                out_i.append(img), out_c.append(cam)
-        return torch.cat(out_i), (None if cams is None else torch.cat(out_c))  # type: ignore[arg-type]
+                for i, j in swap:
+                    out_i[i] = self.images[j]
+                    self.images[j] = images[i]
+                    if cams is not None and self.cams is not None and out_c is not None:
+                        out_c[i] = self.cams[j]
+                        self.cams[j] = cams[i]
+        return out_i, out_c
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images": torch.cat(self.images).cpu() if self.images else None,
-                "cams": torch.cat(self.cams).cpu() if self.cams and self.cams[0] is not None else None,  # type: ignore
+        return {"images": None if self.images is None else self.images[:self.n].cpu(),
+                "cams": None if self.cams is None else self.cams[:self.n].cpu(),
                 "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         imgs, cams = state["images"], state["cams"]
-        self.images = [] if imgs is None else [t.unsqueeze(0).to(device) for t in imgs]
-        self.cams = [None] * len(self.images) if cams is None else [t.unsqueeze(0).to(device) for t in cams]
+        self.n = 0 if imgs is None else len(imgs)
+        self.images = self.cams = None
+        if imgs is not None:
+            self.images = imgs.new_empty((self.size, *imgs.shape[1:])).to(device)
+            self.images[:self.n] = imgs.to(device)
+            if cams is not None:
+                self.cams = cams.new_empty((self.size, *cams.shape[1:])).to(device)
+                self.cams[:self.n] = cams.to(device)
         self.gen.set_state(state["gen"])
 
 
@@ -396,29 +516,58 @@ def gan_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+#: class indices of the guiding classifier (0 = human = domain X, 1 = character = Y)
+LABEL_X, LABEL_Y = 0, 1
+#: the losses :meth:`CycleGAN.step` returns, in order (fp32 tensor ``[4]``)
+LOSSES = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt")
+#: the discriminator statistics it returns (fp32 tensor ``[2]``): share of real / fake patches D gets right
+D_STATS = ("d_acc_real", "d_acc_fake")
+
+
+def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    return None if a is None or b is None else torch.cat([a, b])
+
+
 class CycleGAN:
     """Two generators, two discriminators, their optimisers, schedulers and image pools.
 
-    ``step(x, y, cx, cy)`` runs one CycleGAN optimisation step on a human batch ``x`` and a
-    character batch ``y`` (float ``[B, 3, H, W]`` in [-1, 1]) with their CAMs (``[B, 1, h, w]``
-    or None) and returns the (fp32, detached) losses as floats.
+    ``step(x, y, cx, cy, dcx, dcy)`` runs one CycleGAN optimisation step on a human batch ``x``
+    and a character batch ``y`` (float ``[B, 3, H, W]`` in [-1, 1]) with their CAMs for the
+    generators (``[B, 1, h, w]``) and for the discriminators (``[B, 1, d, d]``, see
+    :func:`d_feature_size`), or None. It returns the losses (:data:`LOSSES`) and D's accuracies
+    (:data:`D_STATS`) as detached fp32 tensors, without reading them on the host (no sync).
 
     With ``cfg.ema > 0`` it also keeps an exponential moving average of both generators'
     weights (``w_ema <- ema * w_ema + (1 - ema) * w`` after every step); :meth:`generators`
     returns those averaged copies, which are what gets saved and sampled. Averaging over the
     last ~1/(1-ema) steps damps the step-to-step oscillation of adversarial training.
+
+    Speed options (``cfg``): ``compile`` runs the G and D loss computations as inductor graphs
+    (:class:`~face2anime.gan.speed.Compiled`, eager fallback), ``channels_last`` keeps weights
+    and activations NHWC, ``adam`` picks the optimiser implementation, ``fuse_passes`` runs
+    each network once per phase on the concatenated inputs that share its weights
+    (``G_XY([x; y])`` gives the translation and the identity image; D sees real and pooled
+    fake in one call; instance norm is per image, so this is the same function).
     """
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    def __init__(self, cfg: TrainConfig, device: torch.device, notify: Callable[[str], None] | None = None):
         self.cfg, self.device = cfg, device
+        self._bf16 = resolve_precision(device, cfg.precision) == "bf16"
+        self.notify = notify or (lambda msg: print(msg, flush=True))
         gen = torch.Generator().manual_seed(cfg.seed)
         self.G_XY = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
         self.G_YX = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
         self.D_X = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
         self.D_Y = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
+        if cfg.channels_last:
+            for net in self.nets().values():
+                net.to(memory_format=torch.channels_last)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = torch.optim.Adam(list(self.G_XY.parameters()) + list(self.G_YX.parameters()), cfg.lr, betas)
-        self.opt_D = torch.optim.Adam(list(self.D_X.parameters()) + list(self.D_Y.parameters()), cfg.lr, betas)
+        impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[cfg.adam]
+        self.opt_G = torch.optim.Adam(list(self.G_XY.parameters()) + list(self.G_YX.parameters()), cfg.lr, betas,
+                                      **impl)
+        self.opt_D = torch.optim.Adam(list(self.D_X.parameters()) + list(self.D_Y.parameters()), cfg.lr, betas,
+                                      **impl)
         total, decay = cfg.total_steps, cfg.lr_decay_epochs * cfg.steps_per_epoch
         start = total - decay
 
@@ -427,14 +576,31 @@ class CycleGAN:
 
         self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, factor)
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
-        self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with cam_y
-        self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with cam_x
+        self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with D's cam for them
+        self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with D's cam for them
         self.ema: dict[str, AveragedModel] = {}
         if cfg.ema > 0:
             for k, g in (("G_XY", self.G_XY), ("G_YX", self.G_YX)):
                 avg = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)).requires_grad_(False)
                 avg.update_parameters(g)  # the first update copies: the average starts at the initial weights
                 self.ema[k] = avg
+        self.policy = parse_policy(cfg.diffaug)
+        self.geo_aug = augment.geometric(self.policy)
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 3)   # DiffAugment's draws (own stream)
+        #: the CAM D multiplies in: none without attention; with d_cam: self, cam_net must be set
+        self.d_cam = cfg.d_cam if cfg.attention else "none"
+        self.cam_net: nn.Module | None = None
+        self.image_size = 0                                            # set by the first step
+        self.g_fn = Compiled(self._g_loss, "the generator step", cfg.compile, self.notify)
+        self.d_fn = Compiled(self._d_loss, "the discriminator step", cfg.compile, self.notify)
+
+    def compile_mode(self) -> str:
+        """``inductor`` when both loss computations run compiled, ``eager`` otherwise."""
+        return "inductor" if self.g_fn.mode == self.d_fn.mode == "inductor" else "eager"
+
+    def compile_seconds(self) -> float:
+        """Wall time of the compiled functions' first two calls (compile + warm-up), this process."""
+        return self.g_fn.seconds + self.d_fn.seconds
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G_XY": self.G_XY, "G_YX": self.G_YX, "D_X": self.D_X, "D_Y": self.D_Y}
@@ -450,46 +616,174 @@ class CycleGAN:
             avg.update_parameters(self.nets()[k])
 
     def _ac(self):
-        return autocast(self.device, self.cfg.precision)
+        """bf16 autocast when the precision resolves to bf16 (resolved once: traceable by dynamo)."""
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self._bf16)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None,
-             cy: torch.Tensor | None) -> dict[str, float]:
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the networks' memory format (NHWC with ``channels_last``)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    # ---- the two loss computations (pure: the compiled graphs) ----
+    def set_cam_net(self, net: nn.Module) -> None:
+        """The frozen guiding classifier for ``d_cam: self`` (eval mode, no gradients)."""
+        self.cam_net = net.to(self.device).eval().requires_grad_(False)
+        if self.cfg.channels_last:
+            self.cam_net.to(memory_format=torch.channels_last)
+
+    def _d_view(self, img: torch.Tensor, cam: torch.Tensor | None, aug: dict[str, torch.Tensor] | None,
+                target: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(image, CAM) as a discriminator of class ``target`` sees them: DiffAugment applied to
+        the image, the CAM per ``d_cam`` (``source``: the given CAM, moved like the image;
+        ``self``: the given one, or when None the classifier's CAM of the augmented image;
+        ``none``: no CAM)."""
+        if aug is not None:
+            img = augment.apply(img, aug)
+        if self.d_cam == "none":
+            return img, None
+        if self.d_cam == "self":
+            if cam is None:
+                assert self.cam_net is not None, "d_cam: self needs set_cam_net()"
+                cam = dcam.self_cam(self.cam_net, img, target, d_feature_size(self.image_size))
+            return img, cam
+        if cam is not None and aug is not None and self.geo_aug:
+            cam = augment.warp_cam(cam, aug, self.image_size, d_feature_size(self.image_size))
+        return img, cam
+
+    def _g_loss(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
+                dcx: torch.Tensor | None, dcy: torch.Tensor | None, aug_y: dict[str, torch.Tensor] | None = None,
+                aug_x: dict[str, torch.Tensor] | None = None):
+        """Generator loss with D frozen -> (loss_G, fake_y, fake_x (detached fp32), [adv, cyc, idt],
+        the CAMs to store with fake_y and fake_x in the pools (as given; self mode: as computed)).
+
+        ``dcx``/``dcy``: the CAM D gets with each fake (source mode: the source's; self mode
+        without augmentation: None, computed here)."""
         cfg = self.cfg
-        for d in (self.D_X, self.D_Y):
-            d.requires_grad_(False)
+        idt_y = idt_x = None
         with self._ac():
-            fake_y = self.G_XY(x, cx)
-            rec_x = self.G_YX(fake_y, cx)
-            fake_x = self.G_YX(y, cy)
-            rec_y = self.G_XY(fake_x, cy)
-            d_fy, d_fx = self.D_Y(fake_y, cx), self.D_X(fake_x, cy)
-            if cfg.lambda_idt > 0:
-                idt_y, idt_x = self.G_XY(y, cy), self.G_YX(x, cx)
+            if cfg.fuse_passes:
+                b = x.shape[0]
+                if cfg.lambda_idt > 0:
+                    fake_y, idt_y = self.G_XY(torch.cat([x, y]), _cat(cx, cy)).split(b)
+                    fake_x, idt_x = self.G_YX(torch.cat([y, x]), _cat(cy, cx)).split(b)
+                else:
+                    fake_y, fake_x = self.G_XY(x, cx), self.G_YX(y, cy)
+                rec_x = self.G_YX(fake_y, cx)
+                rec_y = self.G_XY(fake_x, cy)
+                (vy, cvy), (vx, cvx) = self._d_view(fake_y, dcx, aug_y, LABEL_Y), self._d_view(fake_x, dcy, aug_x, LABEL_X)
+                d_fy, d_fx = self.D_Y(vy, cvy), self.D_X(vx, cvx)
+            else:  # the classic order (the order autograd accumulates gradients in)
+                fake_y = self.G_XY(x, cx)
+                rec_x = self.G_YX(fake_y, cx)
+                fake_x = self.G_YX(y, cy)
+                rec_y = self.G_XY(fake_x, cy)
+                (vy, cvy), (vx, cvx) = self._d_view(fake_y, dcx, aug_y, LABEL_Y), self._d_view(fake_x, dcy, aug_x, LABEL_X)
+                d_fy, d_fx = self.D_Y(vy, cvy), self.D_X(vx, cvx)
+                if cfg.lambda_idt > 0:
+                    idt_y, idt_x = self.G_XY(y, cy), self.G_YX(x, cx)
         fake_y, rec_x, fake_x, rec_y = fake_y.float(), rec_x.float(), fake_x.float(), rec_y.float()
         adv = gan_loss(d_fy, True, cfg.gan_loss) + gan_loss(d_fx, True, cfg.gan_loss)
         cyc = F.l1_loss(rec_x, x) + F.l1_loss(rec_y, y)
-        idt = (F.l1_loss(idt_y.float(), y) + F.l1_loss(idt_x.float(), x)) if cfg.lambda_idt > 0 else torch.zeros(())
+        if idt_y is not None and idt_x is not None:
+            idt = F.l1_loss(idt_y.float(), y) + F.l1_loss(idt_x.float(), x)
+        else:
+            idt = torch.zeros((), device=x.device)
         loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_G.backward()
-        self.opt_G.step()
+        if self.d_cam == "self":    # the pools keep what the fakes were given: self mode, the computed CAM
+            dcx, dcy = cvy, cvx
+        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt]).detach(), dcx, dcy
+
+    def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
+                dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None = None):
+        """Discriminator loss on reals and pooled fakes -> (loss_D, [acc real, acc fake] (detached)).
+
+        ``aug``: DiffAugment draws for ``[y, py, x, px]`` (in that order) or None."""
+        cfg = self.cfg
+        a = aug or [None, None, None, None]  # type: ignore[list-item]
+        with self._ac():
+            if cfg.fuse_passes:
+                b = y.shape[0]
+                cat_aug = lambda i, j: None if aug is None else {  # noqa: E731
+                    k: torch.cat([a[i][k], a[j][k]], dim=1 if k in ("shift", "cutout") else 0) for k in a[i]}
+                r_y, f_y = self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), cat_aug(0, 1), LABEL_Y)).split(b)
+                r_x, f_x = self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), cat_aug(2, 3), LABEL_X)).split(b)
+            else:
+                r_y, f_y = self.D_Y(*self._d_view(y, dcy, a[0], LABEL_Y)), self.D_Y(*self._d_view(py, dpy, a[1], LABEL_Y))
+                r_x, f_x = self.D_X(*self._d_view(x, dcx, a[2], LABEL_X)), self.D_X(*self._d_view(px, dpx, a[3], LABEL_X))
+        loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
+            + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
+        with torch.no_grad():
+            thr = 0.5 if cfg.gan_loss == "lsgan" else 0.0  # the decision boundary between the targets
+            acc_r = 0.5 * ((r_y.float() > thr).float().mean() + (r_x.float() > thr).float().mean())
+            acc_f = 0.5 * ((f_y.float() < thr).float().mean() + (f_x.float() < thr).float().mean())
+        return loss_D, torch.stack([acc_r, acc_f])
+
+    def _minimise(self, fn: Compiled, opt: torch.optim.Optimizer, *args: Any) -> tuple:
+        """``fn(*args)``, backward of its loss (first output) and one optimiser step; a compiled
+        backward that fails switches ``fn`` to eager and recomputes (nothing was stepped yet)."""
+        out = fn(*args)
+        opt.zero_grad(set_to_none=True)
+        try:
+            out[0].backward()
+        except Exception as e:  # noqa: BLE001 - see Compiled: a failing fast path must not crash
+            if fn.compiled is None:
+                raise
+            fn.fail(e)
+            out = fn(*args)
+            opt.zero_grad(set_to_none=True)
+            out[0].backward()
+        opt.step()
+        return out
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
+             dcx: torch.Tensor | None = None, dcy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step -> (losses ``[4]`` in :data:`LOSSES` order, D stats ``[2]``).
+
+        ``dcx``/``dcy``: the real images' CAMs for D (:func:`prepare_dcams`); by default ``cx``/``cy``
+        resized to D's feature size (``d_cam: source``) or computed (``self``)."""
+        self.image_size = size = int(x.shape[-1])
+        ds = d_feature_size(size)
+        if self.d_cam == "source":
+            if self.geo_aug:          # D's CAMs are moved with the image: start from G's resolution
+                dcx, dcy = cx, cy
+            else:
+                dcx = resize_cams(cx, ds) if cx is not None and dcx is None else dcx
+                dcy = resize_cams(cy, ds) if cy is not None and dcy is None else dcy
+        elif self.d_cam == "self":
+            if self.policy:           # the CAM of the augmented image, computed in the step
+                dcx = dcy = None
+            else:
+                dcx = dcam.self_cam(self.cam_net, x, LABEL_X, ds) if dcx is None else dcx  # type: ignore[arg-type]
+                dcy = dcam.self_cam(self.cam_net, y, LABEL_Y, ds) if dcy is None else dcy  # type: ignore[arg-type]
+        else:
+            dcx = dcy = None
+        x, y = self.layout(x), self.layout(y)
+        b = x.shape[0]
+        aug_g = aug_d = None
+        if self.policy:
+            aug_g = augment.split(augment.draw(self.policy, 2 * b, size, self.aug_gen, self.device), [b, b])
+            aug_d = augment.split(augment.draw(self.policy, 4 * b, size, self.aug_gen, self.device), [b] * 4)
+        for d in (self.D_X, self.D_Y):
+            d.requires_grad_(False)
+        # source mode: a fake character carries its source human's CAM (G's fakes are the source's)
+        fdx = None if self.d_cam == "self" else dcx
+        fdy = None if self.d_cam == "self" else dcy
+        out = self._minimise(self.g_fn, self.opt_G, x, y, cx, cy, fdx, fdy,
+                             *(aug_g if aug_g is not None else (None, None)))
+        _, fake_y, fake_x, parts, cam_fy, cam_fx = out
+        if self.d_cam == "self" and self.policy:   # pooled fakes get the CAM of their augmented view
+            cam_fy = cam_fx = None
 
         for d in (self.D_X, self.D_Y):
             d.requires_grad_(True)
-        py, pcy = self.pool_Y.query(fake_y.detach(), cx)
-        px, pcx = self.pool_X.query(fake_x.detach(), cy)
-        with self._ac():
-            r_y, f_y = self.D_Y(y, cy), self.D_Y(py, pcy)
-            r_x, f_x = self.D_X(x, cx), self.D_X(px, pcx)
-        loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
-            + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_D.backward()
-        self.opt_D.step()
+        py, dpy = self.pool_Y.query(fake_y, cam_fy)
+        px, dpx = self.pool_X.query(fake_x, cam_fx)
+        loss_D, d_stats = self._minimise(self.d_fn, self.opt_D, x, y, px, py, dcx, dcy, dpx, dpy, aug_d)
         self.sched_G.step()
         self.sched_D.step()
         self._update_ema()
-        return {"loss_G_adv": adv.item(), "loss_D": loss_D.item(), "loss_cyc": cyc.item(), "loss_idt": idt.item()}
+        losses = torch.stack([parts[0], loss_D.detach(), parts[1], parts[2]])
+        return losses, d_stats
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: v.state_dict() for k, v in self.nets().items()}
@@ -497,6 +791,8 @@ class CycleGAN:
         out.update(opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
                    sched_G=self.sched_G.state_dict(), sched_D=self.sched_D.state_dict(),
                    pool_X=self.pool_X.state_dict(), pool_Y=self.pool_Y.state_dict())
+        if self.policy:
+            out["aug_gen"] = self.aug_gen.get_state()
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -510,6 +806,8 @@ class CycleGAN:
         self.sched_D.load_state_dict(state["sched_D"])
         self.pool_X.load_state_dict(state["pool_X"], self.device)
         self.pool_Y.load_state_dict(state["pool_Y"], self.device)
+        if self.policy:
+            self.aug_gen.set_state(state["aug_gen"])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -566,10 +864,13 @@ def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: tor
     save_image(to_pil(grid * 2 - 1), path)
 
 
-def _gather(d: DomainData, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    x = to_model(d.images[idx].to(device))
-    c = None if d.cams is None else d.cams[idx].to(device)
-    return x, c
+def _gather(d: DomainData, idx: torch.Tensor, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(images in [-1, 1], G's CAMs, D's CAMs) of the batch ``idx`` on ``device``."""
+    x = to_model(take(d.images, idx, device))
+    c = None if d.cams is None else take(d.cams, idx, device)
+    dc = None if d.dcams is None else take(d.dcams, idx, device)
+    return x, c, dc
 
 
 def read_checkpoint(path: Path, chash: str, who: str, console: Console) -> dict[str, Any] | None:
@@ -592,6 +893,39 @@ def read_checkpoint(path: Path, chash: str, who: str, console: Console) -> dict[
     return ck
 
 
+def load_cam_net(classifier_dir: Path) -> nn.Module:
+    """The frozen guiding classifier (``d_cam: self``)."""
+    from face2anime.models.classify import load_classifier
+
+    net = load_classifier("classifier", classifier_dir)
+    dcam.head_weight(net)  # a ConvNet or ResNet18 (GAP + linear head), else a clear error below
+    return net
+
+
+def self_cams(net: nn.Module, images: torch.Tensor, label: int, size: int, batch: int = 256) -> torch.Tensor:
+    """The classifier's CAM (see :mod:`face2anime.gan.dcam`) of uint8 ``images`` for ``label``:
+    ``[n, 1, size, size]`` on the CPU, fp32."""
+    return torch.cat([dcam.self_cam(net, to_model(images[i:i + batch]), label, size)
+                      for i in range(0, len(images), batch)])
+
+
+def run_validation(model: CycleGAN, probe: Probe, monitor: RunMonitor, live: Any, step: int,
+                   cfg: TrainConfig, notify: Callable[[str], None]) -> None:
+    """Score the saved generators on the probe; log it, keep the best snapshot, warn on collapse."""
+    g = model.generators()
+    metrics = validate(g["G_XY"], g["G_YX"], probe, model.device, model._ac)
+    monitor.add_validation(step, metrics, g, keep_best=cfg.snapshot == "best")
+    prev = live.step
+    live.step = step
+    for k in ("realism", "cycle", "score"):
+        live.log_metric(f"val_{k}", metrics[k])
+    live.step = prev
+    collapsed, reasons = monitor.collapse()
+    if collapsed and not monitor.warned:
+        monitor.warned = True
+        notify(f"step {step}: collapsing? " + "; ".join(reasons))
+
+
 class _Stop(Exception):
     """Raised (tests only) to simulate a kill right after an epoch checkpoint."""
 
@@ -599,7 +933,7 @@ class _Stop(Exception):
 # --------------------------------------------------------------------------- training
 def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Path = CAM_DIR,
           select_csv: Path = SELECT_CSV, out_dir: Path | None = None, live_dir: Path | None = None,
-          ckpt_dir: Path | None = None, progress: bool = True,
+          ckpt_dir: Path | None = None, progress: bool = True, classifier_dir: Path = CLASSIFIER_DIR,
           _stop_after_epochs: int | None = None) -> dict[str, Any]:
     """Train the CycleGAN of ``method`` (an entry of ``cyclegan.methods``); returns the summary.
 
@@ -613,21 +947,47 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     ckpt_dir = ckpt_dir or CKPT_ROOT / method
     ckpt_path = ckpt_dir / "last.pt"
     console = Console(stderr=True)
+    who = f"train_cyclegan[{method}]"
+
+    def notify(msg: str) -> None:
+        console.print(f"{who}: {msg}", markup=False, highlight=False, soft_wrap=True)
+
     seed_everything(cfg.seed)
+    threads = set_threads(cfg.threads)
+    if cfg.compile:
+        compile_cache()
 
     X, Y = load_training_data(cfg, data_dir, cam_dir, select_csv)
     size = int(X.images.shape[-1])
     chash = config_hash(cfg, X, Y, device)
-    X.images, Y.images = X.images.to(device), Y.images.to(device)
-    if X.cams is not None and Y.cams is not None:
-        X.cams, Y.cams = X.cams.to(device), Y.cams.to(device)
-    model = CycleGAN(cfg, device)
+    budget = device_budget(device)
+    cam_net = load_cam_net(classifier_dir) if cfg.attention and cfg.d_cam == "self" else None
+    for d, label in ((X, LABEL_X), (Y, LABEL_Y)):
+        if cfg.attention and cfg.d_cam == "source":
+            prepare_dcams(d, size)   # D's CAMs resized once, not on every forward
+        elif cam_net is not None and not cfg.diffaug:
+            d.dcams = self_cams(cam_net, d.images, label, d_feature_size(size))  # the real images' own, once
+        d.images = place(d.images, device, budget)
+        if d.cams is not None:
+            d.cams = place(d.cams, device, budget)
+        if d.dcams is not None:
+            d.dcams = place(d.dcams, device, budget)
+    probe = make_probe(X.images, X.cams, Y.images, Y.cams, cfg.seed, to_model) if cfg.val_every else None
+    monitor = RunMonitor()
+
+    def new_model() -> CycleGAN:
+        m = CycleGAN(cfg, device, notify)
+        if cam_net is not None:
+            m.set_cam_net(cam_net)
+        return m
+
+    model = new_model()
     sx, sy = IndexStream(len(X.ids), cfg.seed, 0), IndexStream(len(Y.ids), cfg.seed, 1)
     # fixed sample images: the first few (by id) of each training set
     ix = torch.tensor(sorted(range(len(X.ids)), key=lambda i: X.ids[i])[:N_SAMPLES])
     iy = torch.tensor(sorted(range(len(Y.ids)), key=lambda i: Y.ids[i])[:N_SAMPLES])
-    xs, cxs = _gather(X, ix, device)
-    ys, cys = _gather(Y, iy, device)
+    xs, cxs, _ = _gather(X, ix, device)
+    ys, cys, _ = _gather(Y, iy, device)
     samples_dir = out_dir / "samples"
     mirrored = {"live": live_dir, "samples": samples_dir}
 
@@ -639,11 +999,12 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             sx.pos, sy.pos = int(ck["stream_x"]), int(ck["stream_y"])
             torch.set_rng_state(ck["torch_rng"])
             start_epoch, elapsed = int(ck["epoch"]), float(ck["elapsed"])
+            monitor.load_state_dict(ck["monitor"])
             _restore(ck["files"], mirrored)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             console.print(f"train_cyclegan[{method}]: ignoring damaged checkpoint {rel(ckpt_path)} "
                           f"({type(e).__name__}: {e}); starting fresh", markup=False)
-            model, start_epoch, elapsed, ck = CycleGAN(cfg, device), 0, 0.0, None
+            model, start_epoch, elapsed, ck, monitor = new_model(), 0, 0.0, None, RunMonitor()
             sx.pos = sy.pos = 0
             seed_everything(cfg.seed)
     if ck is not None:
@@ -655,6 +1016,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     del ck
 
     live = open_live(live_dir, resume=start_epoch > 0)
+    val_seconds = 0.0
     imgs_per_step = 2 * cfg.batch_size
     bar = Progress(TextColumn(f"train_cyclegan[{method}]", markup=False), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -662,44 +1024,53 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     with bar:
         task = bar.add_task("train", total=cfg.total_steps, completed=start_epoch * cfg.steps_per_epoch, info="")
         for epoch in range(start_epoch, cfg.epochs):
-            acc: dict[str, float] = {}
-            ep_sum: dict[str, float] = {}
+            # running sums stay on the device (float64: the same sums as adding Python floats);
+            # they are read on the host only at log steps, so a CUDA step never waits for a sync
+            names = LOSSES + D_STATS
+            acc = torch.zeros(len(names), dtype=torch.float64, device=device)
+            ep_sum = torch.zeros_like(acc)
             n_acc, t_win, t_epoch = 0, time.perf_counter(), elapsed
             for s in range(cfg.steps_per_epoch):
                 step = epoch * cfg.steps_per_epoch + s
-                t0 = time.perf_counter()
-                x, cx = _gather(X, sx.take(cfg.batch_size), device)
-                y, cy = _gather(Y, sy.take(cfg.batch_size), device)
+                x, cx, dcx = _gather(X, sx.take(cfg.batch_size), device)
+                y, cy, dcy = _gather(Y, sy.take(cfg.batch_size), device)
                 lr_used = model.opt_G.param_groups[0]["lr"]
-                losses = model.step(x, y, cx, cy)
-                elapsed += time.perf_counter() - t0
-                for k, v in losses.items():
-                    acc[k] = acc.get(k, 0.0) + v
-                    ep_sum[k] = ep_sum.get(k, 0.0) + v
+                losses, d_stats = model.step(x, y, cx, cy, dcx, dcy)
+                both = torch.cat([losses, d_stats])
+                acc += both
+                ep_sum += both
                 n_acc += 1
                 if (s + 1) % cfg.log_every == 0 or s == cfg.steps_per_epoch - 1:
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
+                    mean = dict(zip(names, (acc / n_acc).tolist()))  # the one host read (sync) of the window
                     now = time.perf_counter()
+                    elapsed += now - t_win  # training time: the windows' steps, not logging/samples/checkpoints
                     live.step = step + 1
-                    for k, v in acc.items():
-                        live.log_metric(k, v / n_acc)
+                    for k, v in mean.items():
+                        live.log_metric(k, v)
                     live.log_metric("lr", lr_used)  # the lr of the window's last step
                     live.log_metric("images_per_s", n_acc * imgs_per_step / max(now - t_win, 1e-9))
-                    bar.update(task, info=f"cyc {acc['loss_cyc'] / n_acc:.3f} D {acc['loss_D'] / n_acc:.3f}")
-                    acc, n_acc, t_win = {}, 0, now
+                    monitor.add_window(mean["d_acc_real"], mean["d_acc_fake"])
+                    bar.update(task, info=f"cyc {mean['loss_cyc']:.3f} D {mean['loss_D']:.3f}")
+                    acc.zero_()
+                    n_acc = 0
+                if probe is not None and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.total_steps):
+                    t_val = time.perf_counter()
+                    run_validation(model, probe, monitor, live, step + 1, cfg, notify)
+                    val_seconds += time.perf_counter() - t_val
+                if n_acc == 0:
+                    t_win = time.perf_counter()
                 bar.update(task, advance=1)
             live.make_summary()
             n = cfg.steps_per_epoch
             console.print(f"train_cyclegan[{method}] epoch {epoch + 1}/{cfg.epochs}: "
-                          + " ".join(f"{k} {v / n:.3f}" for k, v in ep_sum.items())
+                          + " ".join(f"{k} {v / n:.3f}" for k, v in zip(names, ep_sum.tolist()))
                           + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s",
                           markup=False, highlight=False, soft_wrap=True)
             if (epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs:
                 sample_picture(model, xs, ys, cxs, cys, samples_dir / f"epoch_{epoch + 1:03d}.png")
             if epoch + 1 < cfg.epochs:
                 torch_save({"config_hash": chash, "epoch": epoch + 1, "elapsed": elapsed,
-                            "model": model.state_dict(), "stream_x": sx.pos, "stream_y": sy.pos,
+                            "model": model.state_dict(), "monitor": monitor.state_dict(), "stream_x": sx.pos, "stream_y": sy.pos,
                             "torch_rng": torch.get_rng_state(), "dvclive_step": live.step,
                             "files": _snapshot(mirrored)}, ckpt_path)
                 if _stop_after_epochs is not None and epoch + 1 >= _stop_after_epochs:
@@ -710,13 +1081,23 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     ips = n_images / max(elapsed, 1e-9)
     summary = {"train_seconds": round(elapsed, 3), "images_per_s": round(ips, 3), "n_human_train": len(X.ids),
                "n_character_train": len(Y.ids), "steps": steps,
-               "device": device.type, "precision": resolve_precision(device, cfg.precision)}
+               "device": device.type, "precision": resolve_precision(device, cfg.precision),
+               "threads": threads, "compile": model.compile_mode(),
+               "compile_seconds": round(model.compile_seconds(), 3), "val_seconds": round(val_seconds, 3),
+               "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot, **monitor.summary()}
+    if summary["collapsed"]:
+        notify("WARNING: this run looks collapsed (" + "; ".join(summary["collapse_reasons"])
+               + "): its translations are likely noise; try cyclegan.train.diffaug, more data or fewer steps")
     for k, v in summary.items():
         live.summary[k] = v
     live.end()
 
-    for name, net in {**model.nets(), **model.generators()}.items():  # generators: the EMA copies if any
-        torch_save({k: v.detach().float().cpu() for k, v in net.state_dict().items()}, out_dir / f"{name}.pt")
+    saved = {name: {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
+             for name, net in {**model.nets(), **model.generators()}.items()}  # generators: the EMA copies if any
+    if cfg.snapshot == "best" and monitor.best_state is not None:
+        saved.update(monitor.best_state)       # the generators of the best validation score
+    for name, state in saved.items():
+        torch_save(state, out_dir / f"{name}.pt")
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
     write_json(out_dir / "config.json", {
         "method": method, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
@@ -725,7 +1106,9 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
         "epochs": cfg.epochs, "steps": steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
         "precision": cfg.precision, "device": device.type, "gan_loss": cfg.gan_loss, "ema": cfg.ema, "lambda_cyc": cfg.lambda_cyc,
-        "lambda_idt": cfg.lambda_idt, "config_hash": chash})
+        "lambda_idt": cfg.lambda_idt, "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot,
+        "snapshot_step": monitor.best_step if cfg.snapshot == "best" and monitor.best_state is not None else steps,
+        "collapsed": summary["collapsed"], "collapse_reasons": summary["collapse_reasons"], "config_hash": chash})
     if ckpt_path.is_file():
         ckpt_path.unlink()
     with contextlib.suppress(OSError):
