@@ -72,7 +72,6 @@ from face2anime.core.io import (
 from face2anime.core.live import open_live
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import (
-    autocast,
     pick_device,
     resolve_precision,
     seed_everything,
