@@ -89,6 +89,16 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path: Path) -> None:
         torch_load(tmp_path / "none.pt")
 
 
+def test_same_weights_give_the_same_file(tmp_path: Path) -> None:
+    """DVC hashes files: saving identical weights twice must give identical bytes (the atomic
+    write's random temp name used to end up inside the checkpoint's zip)."""
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    torch_save(state, tmp_path / "a.pt")
+    torch_save(state, tmp_path / "b" / "a.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "a.pt").read_bytes()
+    assert torch.equal(torch_load(tmp_path / "a.pt")["w"], state["w"])
+
+
 def test_device_choice() -> None:
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

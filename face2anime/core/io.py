@@ -63,8 +63,10 @@ def save_csv(df: Any, path: str | os.PathLike) -> None:
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: torch names the zip's root folder after a *path*'s stem, which would
+    # be the random temp name, so identical weights would get a new file hash on every save
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
