@@ -93,18 +93,24 @@ def test_swd_tells_noise_from_the_domain() -> None:
 def test_collapse_detector_on_synthetic_curves() -> None:
     healthy_d = list(np.linspace(0.6, 0.8, 40))
     improving = list(np.linspace(4.0, 1.9, 10))          # like the default run: realism falls all along
-    assert monitor.detect_collapse(healthy_d, improving) == (False, [])
+    steady = [0.5] * 10
+    assert monitor.detect_collapse(healthy_d, improving, steady) == (False, [])
     # realism got better, then drifted far away: collapsed
     drift = [4.0, 2.5, 1.9, 1.8, 2.4, 2.9, 3.5]
     collapsed, reasons = monitor.detect_collapse(healthy_d, drift)
     assert collapsed and "realism degraded" in reasons[0]
     # one bad validation is not a trend
     assert not monitor.detect_collapse(healthy_d, [4.0, 2.5, 1.9, 1.8, 1.85, 2.9])[0]
-    # a saturated D while the generators stopped improving: collapsed
-    sat = healthy_d[:30] + [0.97] * 10
-    collapsed, reasons = monitor.detect_collapse(sat, [4.0, 2.5, 2.1, 2.3, 2.4])
-    assert collapsed and "saturated" in reasons[0]
-    # a saturated D while translations still improve is reported, not flagged
-    collapsed, reasons = monitor.detect_collapse(sat, improving)
-    assert not collapsed and reasons and "saturated" in reasons[0]
+    # every source gets the same output
+    collapsed, reasons = monitor.detect_collapse(healthy_d, improving, [0.5, 0.3, 0.1])
+    assert collapsed and "mode collapse" in reasons[0]
+    # an over-fitted D while the generators lose ground (realism stalls or diversity falls): collapsed
+    over = healthy_d[:30] + [0.93] * 10
+    collapsed, reasons = monitor.detect_collapse(over, [4.0, 2.5, 2.1, 2.3, 2.4])
+    assert collapsed and "over-fitted" in reasons[0] and "realism stalled" in reasons[0]
+    collapsed, reasons = monitor.detect_collapse(over, improving, [0.5, 0.49, 0.44, 0.35, 0.33])
+    assert collapsed and "diversity falling" in reasons[0]
+    # an over-fitted D while translations still improve is reported, not flagged
+    collapsed, reasons = monitor.detect_collapse(over, improving, steady)
+    assert not collapsed and reasons and "over-fitted" in reasons[0]
     assert monitor.detect_collapse(healthy_d, [1.0, float("nan")])[0]

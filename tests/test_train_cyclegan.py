@@ -395,3 +395,96 @@ def test_compile_failure_falls_back_to_eager_with_one_line(capsys) -> None:
     losses, _ = model.step(x, y, c, c)
     assert torch.isfinite(losses).all() and model.g_fn.mode == "eager"
     assert len(lines) == 1 and "simulated C++ compiler failure" in lines[0] and "\n" not in lines[0]
+
+
+def _classifier_dir(root: Path) -> Path:
+    """A tiny untrained guiding classifier (ConvNet, CAM layer at S/4) as train_classifier writes it."""
+    from face2anime.models.classifiers import build_classifier
+
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    net = build_classifier("convnet", [4, 8, 8])
+    torch.save(net.state_dict(), root / "classifier.pt")
+    (root / "classifier.json").write_text(json.dumps({"arch": "convnet", "widths": [4, 8, 8], "dropout": 0.0}))
+    return root
+
+
+@pytest.mark.parametrize("mode", ["source", "self", "none"])
+def test_d_cam_modes_give_d_the_right_cam(mode: str, tmp_path: Path) -> None:
+    """source: a fake carries its source's CAM; self: every image D sees gets the classifier's CAM
+    of that very image (real and fake computed alike); none: D gets no CAM."""
+    from face2anime.gan import dcam
+
+    cfg = tc.TrainConfig(method="m", subset="random", attention=True, seed=0, max_images=4, ngf=4, ndf=4, n_res=1,
+                         epochs=1, steps_per_epoch=3, precision="fp32", d_cam=mode)
+    model = tc.CycleGAN(cfg, torch.device("cpu"))
+    net = tc.load_cam_net(_classifier_dir(tmp_path / "cls"))
+    model.set_cam_net(net)
+    model.image_size = SIZE
+    img, src = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 1, 3, 3)
+    _, cam = model._d_view(img, src, None, tc.LABEL_Y)
+    if mode == "source":
+        assert cam is src
+    elif mode == "none":
+        assert cam is None
+    else:
+        assert cam is src      # given (precomputed for real images / stored with a pooled fake): kept
+        _, cam = model._d_view(img, None, None, tc.LABEL_Y)
+        assert torch.equal(cam, dcam.self_cam(net, img, tc.LABEL_Y, tc.d_feature_size(SIZE)))
+        assert not cam.requires_grad
+    losses, _ = model.step(img, img.flip(0), torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))
+    assert torch.isfinite(losses).all()
+
+
+@pytest.mark.parametrize("diffaug", ["", "color,translation,cutout"])
+def test_d_cam_self_and_diffaug_train_and_resume(dataset: dict[str, Path], tmp_path: Path, diffaug: str) -> None:
+    cls = _classifier_dir(tmp_path / "cls")
+    p = _params(d_cam="self", diffaug=diffaug)
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    s = tc.train("proposed", p, progress=False, out_dir=full / "model", live_dir=full / "live",
+                 ckpt_dir=full / "ckpt", classifier_dir=cls, **dataset)
+    assert s["d_cam"] == "self" and s["diffaug"] == diffaug
+    kw = dict(progress=False, out_dir=killed / "model", live_dir=killed / "live", ckpt_dir=killed / "ckpt",
+              classifier_dir=cls, **dataset)
+    with pytest.raises(tc._Stop):
+        tc.train("proposed", copy.deepcopy(p), _stop_after_epochs=1, **kw)
+    tc.train("proposed", copy.deepcopy(p), **kw)
+    a, b = _weights(full / "model"), _weights(killed / "model")
+    assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])
+
+
+def test_diffaug_changes_training_and_is_validated(dataset: dict[str, Path], tmp_path: Path) -> None:
+    plain = _run("baseline", dataset, tmp_path / "a", _params(epochs=1, lr_decay_epochs=0))
+    aug = _run("baseline", dataset, tmp_path / "b", _params(epochs=1, lr_decay_epochs=0, diffaug="translation, color"))
+    assert plain["diffaug"] == "" and aug["diffaug"] == "color,translation"
+    a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    assert not torch.equal(a["D_X"]["conv0.0.weight"], b["D_X"]["conv0.0.weight"])
+    with pytest.raises(UserError, match="diffaug.*'blur'"):
+        tc.read_config("baseline", _params(diffaug="blur"))
+
+
+def test_snapshot_best_saves_the_best_validated_generators(dataset: dict[str, Path], tmp_path: Path) -> None:
+    s = _run("baseline", dataset, tmp_path, _params(snapshot="best", val_every=2))
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["snapshot"] == "best" and cfg["snapshot_step"] == s["val_best_step"]
+    val = _tsv(tmp_path / "live", "val_score")
+    assert val["step"].tolist() == [2, 4, 6, 8, 9]
+    assert val["val_score"].min() == pytest.approx(s["val_best_score"], abs=1e-4)
+    assert s["collapsed"] in (True, False) and isinstance(s["collapse_reasons"], list)
+    with pytest.raises(UserError, match="val_every"):
+        tc.read_config("baseline", _params(snapshot="best", val_every=0))
+
+
+def test_d_cam_self_needs_the_classifier_declared() -> None:
+    p = _params(d_cam="self")
+    p.data["cyclegan"]["methods"]["proposed"]["inputs"] = {"subset": "data/select/selected.csv", "cams": "data/cam",
+                                                           "classifier": "data/resized/manifest.csv"}
+    with pytest.raises(UserError, match="inputs.classifier"):
+        tc.read_config("proposed", p)
+    p.data["cyclegan"]["methods"]["proposed"]["inputs"]["classifier"] = tc.CLASSIFIER_INPUT
+    assert tc.read_config("proposed", p).d_cam == "self"
+    p.data["cyclegan"]["methods"]["baseline"]["inputs"] = {"subset": "data/resized/manifest.csv",
+                                                           "cams": "data/resized/manifest.csv",
+                                                           "classifier": tc.CLASSIFIER_INPUT}
+    with pytest.raises(UserError, match="never reads"):
+        tc.read_config("baseline", p)

@@ -13,6 +13,9 @@ the run saves, i.e. the EMA copies, in eval mode, no gradient):
   domain or away from it.
 * ``cycle``: mean L1 of ``G_YX(G_XY(x)) - x`` and ``G_XY(G_YX(y)) - y`` (in [-1, 1] units).
 * ``score = realism + cycle``.
+* ``diversity`` (reported, not scored): how much the translations of different sources differ
+  from each other, relative to how much real target images differ (mean absolute difference
+  of consecutive images). Near 0 means every source gets the same output: mode collapse.
 
 No labels, no extra network: it runs on any data (real photos included).
 
@@ -132,58 +135,81 @@ def validate(g_xy: torch.nn.Module, g_yx: torch.nn.Module, probe: Probe, device:
     r_yx = swd(fx, probe.x_ref) / max(probe.base["yx"], 1e-8)
     cycle = 0.5 * (float((rx - x).abs().mean()) + float((ry - y).abs().mean()))
     realism = 0.5 * (r_xy + r_yx)
-    return {"realism": realism, "realism_xy": r_xy, "realism_yx": r_yx, "cycle": cycle, "score": realism + cycle}
+    diversity = 0.5 * (spread(fy.cpu()) / max(spread(probe.y_ref), 1e-8) + spread(fx.cpu()) / max(spread(probe.x_ref), 1e-8))
+    return {"realism": realism, "realism_xy": r_xy, "realism_yx": r_yx, "cycle": cycle, "diversity": diversity,
+            "score": realism + cycle}
+
+
+def spread(x: torch.Tensor) -> float:
+    """Mean absolute difference between consecutive images of ``x`` (how much a set varies)."""
+    x = x.detach().float()
+    return float((x[1:] - x[:-1]).abs().mean()) if len(x) > 1 else 0.0
 
 
 # --------------------------------------------------------------------------- collapse
-#: D is "saturated" when its mean patch accuracy (real and fake) stays at or above this ...
-D_SATURATED = 0.95
-#: ... over the last share of the logged windows
+#: D over-fits when its mean patch accuracy (real and fake) stays at or above this over the last
+#: ``TAIL`` of the logged windows (ADA, Karras et al. 2020, calls D over-fitted well below this)
+D_OVERFIT = 0.9
 TAIL = 0.25
-#: validation realism counts as degraded when the last two validations are this much (relative)
-#: above the best one seen before them
+#: realism degraded: the last two validations this much (relative) above the best one before them
 REALISM_RISE = 0.25
-#: with a saturated D, realism counts as stalled when the last value is this much above the best
+#: with an over-fitted D, realism has stalled when the last value is this much above the best ...
 REALISM_STALL = 0.05
+#: ... or diversity has fallen this much below its highest value
+DIVERSITY_DROP = 0.3
+#: mode collapse: the translations of different sources differ this little (relative to real images)
+DIVERSITY_MIN = 0.25
 
 
-def detect_collapse(d_acc: list[float], realism: list[float]) -> tuple[bool, list[str]]:
+def detect_collapse(d_acc: list[float], realism: list[float],
+                    diversity: list[float] | None = None) -> tuple[bool, list[str]]:
     """Is the run collapsing? From the per-window mean D accuracy (mean of real and fake patch
-    accuracy, in log order) and the validation realism values (in step order; lower is better).
+    accuracy, in log order) and the validation realism and diversity values (in step order).
 
     Reasons (any of them flags ``collapsed``):
 
     * ``realism degraded``: the last two validations are both more than ``REALISM_RISE``
       above the best value before them: the translations got clearly less like the target
-      domain than they had been (the generators are being pushed off the data);
-    * ``discriminator saturated and realism stalled``: D's accuracy averaged over the last
-      ``TAIL`` of the windows is >= ``D_SATURATED`` and the last validation is more than
-      ``REALISM_STALL`` above the best (D wins and the generators no longer improve).
+      domain than they had been;
+    * ``mode collapse``: the last ``diversity`` is below ``DIVERSITY_MIN``: different sources
+      get (nearly) the same output;
+    * ``discriminator over-fitted and ...``: D's accuracy averaged over the last ``TAIL`` of the
+      windows is >= ``D_OVERFIT`` and the generators are losing ground: realism more than
+      ``REALISM_STALL`` above its best, or diversity more than ``DIVERSITY_DROP`` below its peak.
 
-    A saturated D while realism is still at its best is reported as ``discriminator
-    saturated`` without flagging a collapse. Non-finite realism is a collapse.
+    An over-fitted D while the translations keep improving is reported (``discriminator
+    over-fitted``) without flagging a collapse. Non-finite realism is a collapse. These are
+    heuristics with thresholds set on this project's runs (README, "CycleGAN").
     """
     reasons: list[str] = []
     collapsed = False
+    diversity = diversity or []
     if any(not math.isfinite(r) for r in realism):
         return True, ["validation realism is not finite"]
-    d_sat = False
+    overfit = False
     if d_acc:
         k = max(1, int(math.ceil(TAIL * len(d_acc))))
-        d_sat = sum(d_acc[-k:]) / k >= D_SATURATED
+        overfit = sum(d_acc[-k:]) / k >= D_OVERFIT
     if len(realism) >= 3:
         best = min(realism[:-2])
         if all(r > best * (1 + REALISM_RISE) for r in realism[-2:]):
             collapsed = True
             reasons.append(f"realism degraded (best {best:.2f}, last {realism[-1]:.2f})")
-    if d_sat:
-        best = min(realism) if realism else math.inf
-        if realism and realism[-1] > best * (1 + REALISM_STALL):
+    if diversity and diversity[-1] < DIVERSITY_MIN:
+        collapsed = True
+        reasons.append(f"mode collapse (translations of different sources nearly identical: diversity "
+                       f"{diversity[-1]:.2f})")
+    if overfit:
+        losing = []
+        if realism and realism[-1] > min(realism) * (1 + REALISM_STALL):
+            losing.append(f"realism stalled (best {min(realism):.2f}, last {realism[-1]:.2f})")
+        if len(diversity) >= 3 and diversity[-1] < max(diversity) * (1 - DIVERSITY_DROP):
+            losing.append(f"diversity falling (peak {max(diversity):.2f}, last {diversity[-1]:.2f})")
+        if losing:
             collapsed = True
-            reasons.append(f"discriminator saturated (accuracy >= {D_SATURATED}) and realism stalled "
-                           f"(best {best:.2f}, last {realism[-1]:.2f})")
+            reasons.append(f"discriminator over-fitted (accuracy >= {D_OVERFIT}) and " + " and ".join(losing))
         else:
-            reasons.append(f"discriminator saturated (accuracy >= {D_SATURATED})")
+            reasons.append(f"discriminator over-fitted (accuracy >= {D_OVERFIT})")
     return collapsed, reasons
 
 
@@ -215,7 +241,8 @@ class RunMonitor:
         return best
 
     def collapse(self) -> tuple[bool, list[str]]:
-        return detect_collapse(self.d_acc, [v["realism"] for v in self.val])
+        return detect_collapse(self.d_acc, [v["realism"] for v in self.val],
+                               [v["diversity"] for v in self.val if "diversity" in v])
 
     def summary(self) -> dict[str, Any]:
         collapsed, reasons = self.collapse()

@@ -111,7 +111,7 @@ CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
 #: logged at each validation (every ``val_every`` steps; see :mod:`face2anime.gan.monitor`)
-VAL_LOGGED = ("val_realism", "val_cycle", "val_score")
+VAL_LOGGED = ("val_realism", "val_cycle", "val_diversity", "val_score")
 
 
 # --------------------------------------------------------------------------- config
@@ -916,7 +916,7 @@ def run_validation(model: CycleGAN, probe: Probe, monitor: RunMonitor, live: Any
     monitor.add_validation(step, metrics, g, keep_best=cfg.snapshot == "best")
     prev = live.step
     live.step = step
-    for k in ("realism", "cycle", "score"):
+    for k in ("realism", "cycle", "diversity", "score"):
         live.log_metric(f"val_{k}", metrics[k])
     live.step = prev
     collapsed, reasons = monitor.collapse()
