@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from face2anime.apps.seeds import markdown as seeds_markdown
-from face2anime.apps.seeds import summarize
+from face2anime.apps.seeds import same_but_seed
 from face2anime.evaluation.compare import flatten, markdown, paired_comparison
 
 
@@ -76,12 +75,12 @@ def test_several_seeds_widen_the_interval() -> None:
     assert three["delta"] == pytest.approx(np.mean([0.05, -0.03, 0.04]), abs=0.005)
 
 
-def test_seeds_summary_mean_and_std() -> None:
-    runs = {0: {"baseline": {"char_rate": 0.4}}, 1: {"baseline": {"char_rate": 0.6}},
-            2: {"baseline": {"char_rate": 0.5}}}
-    s = summarize(runs)["baseline"]["char_rate"]
-    assert s["mean"] == pytest.approx(0.5) and s["std"] == pytest.approx(0.1) and s["n"] == 3
-    assert "0.500 ± 0.100" in seeds_markdown(summarize(runs), [0, 1, 2])
+def test_seed_experiments_are_those_that_differ_only_in_the_seed() -> None:
+    """The aggregator pools runs that differ only in cyclegan.train.seed, never a variant."""
+    base = {"seed": 0, "cyclegan.train.seed": 0, "cyclegan.train.d_cam": "source"}
+    assert same_but_seed({**base, "cyclegan.train.seed": 3}, base)
+    assert not same_but_seed({**base, "cyclegan.train.d_cam": "self"}, base)
+    assert not same_but_seed({**base, "select.threshold": 0.1}, base)
 
 
 def test_load_run_reads_the_workspace_or_any_file_source(tmp_path) -> None:

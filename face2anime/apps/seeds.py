@@ -24,21 +24,10 @@ import typer
 from rich.console import Console
 
 from face2anime.core.io import write_json, write_text
-from face2anime.core.params import UserError, load_params
+from face2anime.core.params import UserError, flat_items, load_params
 from face2anime.evaluation.compare import load_run, markdown, paired_comparison
 
 SEED_KEY = "cyclegan.train.seed"
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def finished_experiments(repo: str = ".") -> list[dict[str, Any]]:
@@ -53,7 +42,7 @@ def finished_experiments(repo: str = ".") -> list[dict[str, Any]]:
             if rev is None:
                 continue
             params = r.params.show(revs=[rev]).get(rev, {}).get("data", {}).get("params.yaml", {}).get("data", {})
-            found.append({"name": name, "rev": rev, "params": _flat(params)})
+            found.append({"name": name, "rev": rev, "params": flat_items(params)})
     return found
 
 
@@ -95,7 +84,7 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
                             "(see `dvc exp show`)")
         chosen = [e for e in exps if e["name"] in names]
     else:
-        here = _flat(p.data)
+        here = flat_items(p.data)
         chosen = [e for e in exps if same_but_seed(e["params"], here) and e["params"].get(SEED_KEY) != here.get(SEED_KEY)]
     seeds = {e["params"].get(SEED_KEY) for e in chosen}
     if len(seeds) != len(chosen):

@@ -135,3 +135,15 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
     if not isinstance(data, dict):
         raise UserError(f"{p}: top level must be a mapping")
     return Params(data, str(p))
+
+
+def flat_items(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Leaves of a nested dict keyed by dotted path: ``{'a': {'b': 1}}`` -> ``{'a.b': 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_items(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -39,7 +39,7 @@ import torch
 from rich.console import Console
 
 from face2anime.core.io import rel, save_image, write_json, write_text
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import Params, UserError, flat_items
 from face2anime.data.images import (
     RESIZED_DIR,
     TRANSLATED_DIR,
@@ -62,14 +62,8 @@ SKIP_PREFIX = ("references.", "ceiling.", "of_ceiling.", "valid.", "attr_preserv
 
 def flatten(d: dict, prefix: str = "") -> dict[str, float]:
     """Numeric leaves of a nested dict as ``{'a.b': value}`` (bools and strings dropped)."""
-    out: dict[str, float] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[key] = float(v)
-    return out
+    return {k: float(v) for k, v in flat_items(d, prefix).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def compared(key: str) -> bool:
