@@ -30,10 +30,14 @@ COMMANDS: dict[str, str] = {
     "translate": "stages.translate",
     "evaluate": "stages.evaluate",
     "compare": "stages.compare",
+    "survey-items": "stages.survey_items",
+    "survey-report": "stages.survey_report",
     "convert": "face2anime.apps.convert",
     "seeds": "face2anime.apps.seeds",
     "bench": "face2anime.apps.bench",
     "gpu-check": "face2anime.apps.gpu_check",
+    "rss-check": "face2anime.apps.rsscheck",
+    "serve": "face2anime.apps.serve",
 }
 
 
@@ -71,8 +75,19 @@ def main() -> None:
         return importlib.import_module("stages.cli").main()
     first = sys.argv[1] if len(sys.argv) > 1 else ""
     names = [first] if first in COMMANDS else list(COMMANDS)
+    timer = None
+    if COMMANDS.get(first, "").startswith("stages.") and "--help" not in sys.argv:
+        from face2anime.core.timing import StageTimer
+
+        per_method = first in ("train-cyclegan", "translate", "evaluate") and len(sys.argv) > 2
+        timer = StageTimer(COMMANDS[first].split(".")[1] + (f"@{sys.argv[2]}" if per_method else ""))
     try:
-        build_app(names)()
+        try:
+            build_app(names)()
+        except SystemExit as e:  # typer ends with sys.exit; record a stage only when it succeeded
+            if timer is not None and e.code in (0, None):
+                timer.write()
+            raise
     except UserError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)

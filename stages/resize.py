@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from face2anime.core.params import load_params
+from face2anime.core.timing import count_images
 from face2anime.data.resize import CROPS, METRICS_PATH, OUT_DIR, RAW_DIR, resize_dataset
 
 
@@ -17,5 +18,5 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (key
     test_count = p.int("resize.test_count", lo=1)
     crop = p.str("resize.crop", choices=CROPS)
     max_pixels = p.int("resize.max_pixels", default=100_000_000, lo=1)
-    resize_dataset(RAW_DIR, OUT_DIR, METRICS_PATH, size=size, test_count=test_count, crop=crop,
-                   seed=seed, max_pixels=max_pixels)
+    count_images(len(resize_dataset(RAW_DIR, OUT_DIR, METRICS_PATH, size=size, test_count=test_count, crop=crop,
+                   seed=seed, max_pixels=max_pixels)))

@@ -89,6 +89,16 @@ def test_checkpoint_roundtrip_is_weights_only(tmp_path: Path) -> None:
         torch_load(tmp_path / "none.pt")
 
 
+def test_same_weights_give_the_same_file(tmp_path: Path) -> None:
+    """DVC hashes files: saving identical weights twice must give identical bytes (the atomic
+    write's random temp name used to end up inside the checkpoint's zip)."""
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    torch_save(state, tmp_path / "a.pt")
+    torch_save(state, tmp_path / "b" / "a.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "a.pt").read_bytes()
+    assert torch.equal(torch_load(tmp_path / "a.pt")["w"], state["w"])
+
+
 def test_device_choice() -> None:
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -166,3 +176,12 @@ def test_gpu_check_pieces_run_on_cpu() -> None:
     assert a["generator_fp32"] == 0.0 and a["discriminator_fp32"] == 0.0
     r = train_steps(torch.device("cpu"), steps=1, size=32, ngf=4, ndf=4, n_res=1, batch_size=1)
     assert r["finite"] and r["images_per_s"] > 0
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    write_json(tmp_path / "m.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,11 +1,15 @@
-"""compare's metric table and the seeds summary on hand-made metrics."""
+"""compare's paired table and the seeds summary on hand-made metrics and per-image tables."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from face2anime.apps.seeds import markdown as seeds_markdown
 from face2anime.apps.seeds import summarize
-from face2anime.evaluation.compare import comparison, flatten, markdown
+from face2anime.evaluation.compare import flatten, markdown, paired_comparison
 
 
 def test_flatten_keeps_numeric_leaves() -> None:
@@ -13,18 +17,63 @@ def test_flatten_keeps_numeric_leaves() -> None:
     assert flatten(d) == {"a": 1.0, "b.c": 0.5, "b.f.g": 2.0}
 
 
-def test_comparison_delta_and_missing() -> None:
-    evals = {"baseline": {"char_rate": 0.5, "attr_preservation": None, "kid_judge": {"mean": 0.3}},
-             "proposed": {"char_rate": 0.75, "attr_preservation": {"mean": 0.6}, "kid_judge": {"mean": 0.2}}}
-    t = comparison(evals, "baseline", "proposed")
-    assert t["char_rate"] == {"baseline": 0.5, "proposed": 0.75, "delta": 0.25}
-    assert t["attr_preservation.mean"]["baseline"] is None and t["attr_preservation.mean"]["delta"] is None
-    assert t["kid_judge.mean"]["delta"] == pytest.approx(-0.1)
+def _run(values: dict[str, dict[str, list[float]]], valid: dict[str, bool] | None = None, shuffle: bool = False) -> dict:
+    """A run from per-image values ``{method: {column: [per image]}}`` (ids i0, i1, ...)."""
+    evals, tables = {}, {}
+    for m, cols in values.items():
+        n = len(next(iter(cols.values())))
+        t = pd.DataFrame({"id": [f"i{k}" for k in range(n)], "clean": [k % 2 == 0 for k in range(n)],
+                          "hard_kind": ["" if k % 2 == 0 else "clutter" for k in range(n)], **cols})
+        if shuffle and m == "proposed":
+            t = t.iloc[::-1].reset_index(drop=True)       # rows in another order: pairing is by id
+        tables[m] = t
+        ic = np.array(cols["is_character"])
+        evals[m] = {"n_test": n, "char_rate": float(ic.mean()),
+                    "char_rate_by_kind": {"clean": {"char_rate": float(ic[::2].mean()), "n": len(ic[::2])},
+                                          "hard": {"char_rate": float(ic[1::2].mean()), "n": len(ic[1::2])}},
+                    "edge_ssim": float(np.mean(cols["edge_ssim"])), "train_seconds": 10.0 if m == "baseline" else 8.0,
+                    "valid": {k: {"ok": ok, "reasons": [] if ok else [f"{k} fooled"]} for k, ok in (valid or {}).items()}}
+    return {"evals": evals, "tables": tables, "features": {}}
+
+
+def test_paired_comparison_verdicts() -> None:
+    n = 40
+    base = {"is_character": [k % 2 for k in range(n)], "edge_ssim": [0.5] * n}
+    prop = {"is_character": [1] * n, "edge_ssim": [0.5 + 0.001 * ((-1) ** k) for k in range(n)]}
+    t = paired_comparison([_run({"baseline": base, "proposed": prop}, shuffle=True)], "baseline", "proposed",
+                          n_boot=2000, n_perm=2000)
+    cr = t["char_rate"]
+    assert cr["baseline"] == 0.5 and cr["proposed"] == 1.0 and cr["delta"] == pytest.approx(0.5)
+    assert cr["ci_low"] > 0.3 and cr["p"] < 0.001 and cr["verdict"] == "proposed better" and cr["n"] == n
+    assert t["edge_ssim"]["verdict"] == "no detectable difference"
+    assert t["edge_ssim"]["ci_low"] < 0 < t["edge_ssim"]["ci_high"]
+    # subgroups come from the same rows: clean (even ids) were characters for both methods
+    assert t["char_rate_by_kind.clean.char_rate"]["delta"] == 1.0 and t["char_rate_by_kind.clean.char_rate"]["n"] == n // 2
+    assert t["char_rate_by_kind.hard.char_rate"]["delta"] == 0.0
+    assert t["train_seconds"]["verdict"] == "not tested: no per-image values"
+    # the same data with char_rate flagged invalid by evaluate: no winner named
+    t = paired_comparison([_run({"baseline": base, "proposed": prop}, valid={"char_rate": False})],
+                          "baseline", "proposed", n_boot=500, n_perm=500)
+    assert t["char_rate"]["verdict"] == "not judged: invalid metric" and t["char_rate"]["valid"] is False
+    assert t["char_rate"]["reasons"] == ["char_rate fooled"]
     md = markdown(t, ["baseline", "proposed"], "baseline", "proposed")
-    # higher char_rate is better, lower KID is better: proposed wins both
-    assert "| char_rate | 0.5000 | 0.7500 | 0.2500 | proposed |" in md
-    assert "| kid_judge.mean | 0.3000 | 0.2000 | -0.1000 | proposed |" in md
-    assert "n/a" in md
+    assert "| char_rate | 0.5000 | 1.0000 | +0.5000 |" in md and "not judged: invalid metric" in md
+    assert "`char_rate`: char_rate fooled" in md
+
+
+def test_several_seeds_widen_the_interval() -> None:
+    rng = np.random.default_rng(0)
+    n = 60
+    b = rng.normal(0.5, 0.1, n)
+    runs = []
+    for shift in (0.05, -0.03, 0.04):   # the seeds disagree about the effect
+        runs.append(_run({"baseline": {"is_character": [1] * n, "edge_ssim": list(b)},
+                          "proposed": {"is_character": [1] * n, "edge_ssim": list(b + shift + rng.normal(0, 0.01, n))}}))
+    one = paired_comparison(runs[:1], "baseline", "proposed", 2000, 500)["edge_ssim"]
+    three = paired_comparison(runs, "baseline", "proposed", 2000, 500)["edge_ssim"]
+    assert one["verdict"] == "proposed better" and one["n_seeds"] == 1
+    assert three["n_seeds"] == 3 and three["ci_high"] - three["ci_low"] > 5 * (one["ci_high"] - one["ci_low"])
+    assert three["delta"] == pytest.approx(np.mean([0.05, -0.03, 0.04]), abs=0.005)
 
 
 def test_seeds_summary_mean_and_std() -> None:
@@ -33,3 +82,53 @@ def test_seeds_summary_mean_and_std() -> None:
     s = summarize(runs)["baseline"]["char_rate"]
     assert s["mean"] == pytest.approx(0.5) and s["std"] == pytest.approx(0.1) and s["n"] == 3
     assert "0.500 ± 0.100" in seeds_markdown(summarize(runs), [0, 1, 2])
+
+
+def test_load_run_reads_the_workspace_or_any_file_source(tmp_path) -> None:
+    import io
+    import json
+
+    from face2anime.core.params import UserError
+    from face2anime.evaluation.compare import load_run
+
+    (tmp_path / "metrics/eval").mkdir(parents=True)
+    (tmp_path / "metrics/eval/baseline.json").write_text(json.dumps({"char_rate": 0.5}))
+    (tmp_path / "metrics/eval/baseline_images.csv").write_text("id,is_character\n007,1\n008,0\n")
+    run = load_run(["baseline"], tmp_path / "metrics", tmp_path / "data/eval")
+    assert run["evals"]["baseline"]["char_rate"] == 0.5 and run["features"] == {}
+    assert list(run["tables"]["baseline"]["id"]) == ["007", "008"]          # ids stay strings
+    files = {"m/eval/baseline.json": b'{"char_rate": 0.25}'}                 # e.g. dvc.api.open(p, rev=...)
+
+    def open_file(p: str):
+        if p not in files:
+            raise FileNotFoundError(p)
+        return io.BytesIO(files[p])
+
+    run = load_run(["baseline"], Path("m"), Path("d"), open_file)
+    assert run["evals"]["baseline"]["char_rate"] == 0.25 and run["tables"] == {}
+    with pytest.raises(UserError, match="evaluate@proposed"):
+        load_run(["proposed"], Path("m"), Path("d"), open_file)
+
+
+def test_kid_test_matches_mmd_and_detects_a_shift() -> None:
+    """The paired KID test's statistic is the full-set unbiased MMD^2 difference; a candidate far from
+    the real features is worse with a CI excluding 0, the same features give no difference."""
+    import torch
+
+    from face2anime.evaluation.compare import _kid_test
+    from face2anime.evaluation.measures import mmd2_unbiased
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(0, 1, (40, 8))
+    near, far = rng.normal(0, 1, (30, 8)), rng.normal(0.8, 1, (30, 8))
+    ids = np.array([f"i{k}" for k in range(30)])
+    feats = {"baseline": {"ids": ids, "fake": near, "real": real},
+             "proposed": {"ids": ids[::-1], "fake": far[::-1], "real": real}}   # other order: paired by id
+    t = _kid_test([{"features": feats}], "baseline", "proposed", 300, 300, 0)
+    want = (mmd2_unbiased(torch.from_numpy(far), torch.from_numpy(real))
+            - mmd2_unbiased(torch.from_numpy(near), torch.from_numpy(real)))
+    assert t["ci_low"] > 0 and t["p"] < 0.01 and t["n"] == 30
+    assert t["ci_low"] < want < t["ci_high"]
+    same = _kid_test([{"features": {"baseline": feats["baseline"], "proposed": feats["baseline"]}}],
+                     "baseline", "proposed", 100, 100, 0)
+    assert same["ci_low"] == same["ci_high"] == 0.0 and same["p"] == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -69,3 +70,33 @@ def test_char_rate_by_kind_splits_clean_and_hard() -> None:
     assert got["occluded_eyes"] == {"char_rate": 0.0, "n": 1}
     assert got["small_offcentre"] == {"char_rate": 0.5, "n": 2}
     assert char_rate_by_kind(is_char, rows.assign(clean=None)) is None
+
+
+def test_counterpart_in_its_own_domain_is_the_image_itself() -> None:
+    from face2anime.data.synthetic import render_counterpart, render_one
+
+    for dom, i, kind in (("human", 3, ""), ("character", 5, "occluded_eyes"), ("human", 7, "small_offcentre")):
+        img, attrs, boxes = render_one(11, dom, i, 40, kind)
+        img2, attrs2, boxes2 = render_counterpart(11, dom, i, 40, kind, as_domain=dom)
+        assert np.array_equal(img, img2) and attrs == attrs2 and boxes == boxes2
+
+
+def test_ceiling_renders_each_source_as_a_character_and_resizes_like_resize() -> None:
+    from PIL import Image
+
+    from face2anime.data.resize import process_image
+    from face2anime.data.synthetic import render_counterpart, render_one
+    from face2anime.evaluation.evaluate import ceiling_images
+
+    rows = pd.DataFrame({"id": ["h00002", "h00009"], "hard_kind": [None, "occluded_mouth"]})
+    params = Params({"seed": 4, "download": {"source": "synthetic", "synthetic": {"size": 40}}})
+    got = ceiling_images(rows, params, 24)
+    assert got.shape == (2, 3, 24, 24) and got.dtype == torch.uint8
+    for k, (i, kind) in enumerate(((2, ""), (9, "occluded_mouth"))):
+        arr, attrs, _ = render_counterpart(4, "human", i, 40, kind)
+        want, _ = process_image(Image.fromarray(arr), 24)
+        assert np.array_equal(got[k].permute(1, 2, 0).numpy(), np.asarray(want))
+        human, hattrs, _ = render_one(4, "human", i, 40, kind)
+        assert attrs == hattrs and not np.array_equal(arr, human)       # same attributes, other domain
+    assert ceiling_images(rows, Params({"download": {"source": "local"}}), 24) is None
+    assert ceiling_images(rows.assign(id=["photo1", "h00001"]), params, 24) is None

@@ -64,3 +64,15 @@ def test_attribute_accuracy_and_chance() -> None:
     ch = chance(t, {"hair": 3, "glasses": 2})
     assert ch["majority"]["hair"] == 0.5 and ch["majority"]["glasses"] == 0.75
     assert ch["uniform"]["mean"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+
+
+def test_kid_equals_mean_of_mmd2_over_the_same_subsets() -> None:
+    """kid() computes the kernels once and indexes subsets; the numbers are those of mmd2_unbiased."""
+    from face2anime.evaluation.measures import mmd2_unbiased
+
+    x, y = torch.randn(30, 16, dtype=torch.float64), torch.randn(20, 16, dtype=torch.float64) + 0.5
+    g = torch.Generator().manual_seed(7)
+    vals = torch.tensor([mmd2_unbiased(x[torch.randperm(30, generator=g)[:10]], y[torch.randperm(20, generator=g)[:10]])
+                         for _ in range(12)])
+    mean, std = kid(x, y, 12, 10, 7)
+    assert mean == pytest.approx(float(vals.mean()), rel=1e-12) and std == pytest.approx(float(vals.std()), rel=1e-10)

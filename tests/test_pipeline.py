@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import BIN, run
@@ -42,15 +43,37 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
               "reports/compare.md", "reports/translate_proposed.png"]:
         assert (project / f).is_file(), f
     comp = json.loads((project / "metrics/compare.json").read_text())
-    assert {"baseline", "proposed", "delta"} <= set(comp["char_rate"])
+    assert {"baseline", "proposed", "reference", "candidate", "delta", "ci_low", "ci_high", "p", "verdict",
+            "mde80", "valid"} <= set(comp["char_rate"])
+    assert comp["char_rate"]["ci_low"] <= comp["char_rate"]["delta"] <= comp["char_rate"]["ci_high"]
     ev = json.loads((project / "metrics/eval/proposed.json").read_text())
     assert 0.0 <= ev["char_rate"] <= 1.0 and ev["n_test"] == 6
     assert ev["attr_preservation"]["chance"] > 0
+    # floors, validity, realism and the ceiling, measured with the real (tiny) judge
+    from face2anime.evaluation.references import REFERENCE_NAMES
+
+    assert set(ev["references"]) == set(REFERENCE_NAMES)
+    assert all(0.0 <= r["char_rate"] <= 1.0 and "junk_rate" in r for r in ev["references"].values())
+    assert {"char_rate", "realism", "kid_judge", "attr_preservation", "edge_ssim", "cam_overlap", "cycle_l1"} <= set(ev["valid"])
+    assert all(isinstance(v["ok"], bool) and isinstance(v["reasons"], list) for v in ev["valid"].values())
+    assert ev["ceiling"]["n"] == 6 and set(ev["of_ceiling"]) >= {"char_rate", "edge_ssim"}
+    assert 0.0 <= ev["realism"]["inside_rate"] <= 1.0 and "junk_rate" in ev
+    table = pd.read_csv(project / "metrics/eval/proposed_images.csv")
+    assert len(table) == 6 and {"id", "verdict", "p_character", "p_junk", "is_character", "attr_mean", "edge_ssim",
+                                "cam_overlap", "cycle_l1", "realism", "clean", "hard_kind"} <= set(table.columns)
+    assert (project / "data/eval/proposed.npz").is_file()
+    assert "test_accuracy_junk" in json.loads((project / "metrics/judge.json").read_text())
     sel = json.loads((project / "metrics/select.json").read_text())
     assert sel["selected"] == 16 and sel["base_rate"] is not None
 
     # every param key each stage read during this run is declared for that stage in dvc.yaml
     assert check_param_trace(trace, project) == {}
+
+    # every stage recorded its wall time, CPU time and peak memory (and images/s where it counts images)
+    for name in ran:
+        t = json.loads((project / "metrics" / "stages" / f"{name}.json").read_text())
+        assert t["stage"] == name and t["wall_seconds"] > 0 and t["peak_rss_mb"] > 50, t
+    assert json.loads((project / "metrics/stages/translate@proposed.json").read_text())["images"] == 6
 
     # every stage recorded what `precision: auto` resolved to on this machine
     for f in ("classifier.json", "judge.json", "attributes.json", "cyclegan/proposed/metrics.json"):
@@ -89,12 +112,30 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
         (project / "models/cyclegan/proposed/G_XY.pt").read_bytes()
     assert stages_run(run([DVC, "repro"], clone).stdout) == set()
 
+    # seeds and variants through DVC's queue: each runs in a temporary copy, so the workspace
+    # keeps its params, its files and its branch (no detached HEAD, even if a run dies)
+    head = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip()
+    run([DVC, "exp", "run", "--queue", "-n", "seed-1", "-S", "cyclegan.train.seed=1"], project)
+    run([DVC, "exp", "run", "--queue", "-n", "no-idt", "-S", "cyclegan.train.lambda_idt=0.0"], project)
+    run([DVC, "exp", "run", "--run-all", "-j", "1"], project)
+    assert run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip() == head != "HEAD"
+    assert run(["git", "status", "--porcelain", "--untracked-files=no"], project).stdout == ""
+    # named experiments compare with plain `dvc metrics diff`, every metric
+    diff = json.loads(run([DVC, "metrics", "diff", "seed-1", "no-idt", "--all", "--json"], project).stdout)
+    assert "char_rate" in diff["metrics/eval/proposed.json"] and "kid_judge.mean" in diff["metrics/eval/baseline.json"]
+    # the seed aggregator: workspace (seed 0) + seed-1, paired over seeds and images; no-idt differs
+    # in more than the seed, so it is left out
+    run([str(BIN / "face2anime"), "seeds"], project)
+    seeds = json.loads((project / "metrics/seeds.json").read_text())
+    assert seeds["runs"] == ["workspace", "seed-1 (seed 1)"]
+    assert seeds["metrics"]["char_rate"]["n_seeds"] == 2 and seeds["metrics"]["char_rate"]["ci_low"] is not None
+    (project / "metrics/seeds.json").unlink()
+    (project / "reports/seeds.md").unlink()
+
     # an experiment on the selection threshold re-runs select and its dependants only:
     # never download/resize/classifier/cam, nor the baseline's training
     # a threshold that keeps at most the 8 best-scored humans (ties included), so the selection
     # really changes
-    import pandas as pd
-
     scores = pd.read_csv(project / "data/cam/scores.csv")["part_focus"]
     keeps = [v for v in scores.unique() if 2 <= (scores >= v).sum() <= 8]
     assert keeps, scores.value_counts().head()

@@ -29,13 +29,21 @@ def prepare(photo: Path, size: int, detect: bool = True, margin: float = 0.4) ->
         img, _ = load_rgb(photo)
     except BadImage as e:
         raise UserError(f"cannot read {photo}: {e.reason}") from None
+    face = face_square(img, size, detect, margin)
+    if face is None:
+        raise UserError(f"no face found in {photo}; if it already is a face crop, pass --no-detect")
+    return face
+
+
+def face_square(img: Image.Image, size: int, detect: bool = True, margin: float = 0.4) -> Image.Image | None:
+    """The largest face of an RGB image (if ``detect``), centre-squared and resized to ``size``;
+    None when no face is found. Shared by ``convert`` and the web app."""
     if detect:
         from face2anime.data.faces import crop_face
 
-        face = crop_face(img, margin=margin)
-        if face is None:
-            raise UserError(f"no face found in {photo}; if it already is a face crop, pass --no-detect")
-        img = face
+        img = crop_face(img, margin=margin)
+        if img is None:
+            return None
     return center_square(img).resize((size, size), Image.Resampling.LANCZOS)
 
 
@@ -49,7 +57,7 @@ def convert(photo: Path, out: Path, method: str = "proposed", params_file: Path 
         raise UserError(f"no trained model for method '{method}' in {cyclegan_dir / method}: run `dvc repro` first")
     translator = Translator.from_params(method, params, cyclegan_dir)
     face = prepare(photo, translator.size, detect)
-    x = torch.from_numpy(np.asarray(face)).permute(2, 0, 1)[None].contiguous()
+    x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].contiguous()
     anime = to_pil(to_uint8(translator.to_character(x))[0])
     if upscale and upscale != translator.size:
         anime = anime.resize((upscale, upscale), Image.Resampling.BICUBIC)

@@ -1,93 +1,119 @@
-"""``face2anime seeds``: repeat training with several seeds and report mean and std per method.
+"""``face2anime seeds``: the paired comparison over several training seeds, from finished DVC
+experiments.
 
-One GAN run is noise. For each seed this runs ``dvc exp run -S cyclegan.train.seed=S`` (so
-only training and what follows re-run; data, classifier and CAMs come from the cache),
-collects ``metrics/eval/*.json`` of that experiment, and writes ``metrics/seeds.json``
-(``{method: {metric: {mean, std, n, values}}}``) and ``reports/seeds.md``.
+Seeds run through DVC's own machinery (each in a temporary copy of the repo, so the
+workspace, its params and its HEAD are never touched, even when a run is interrupted)::
+
+    for s in 1 2; do dvc exp run --queue -n seed-$s -S cyclegan.train.seed=$s; done
+    dvc queue start -j 1          # or: dvc exp run --run-all -j 1
+    face2anime seeds              # the workspace (seed 0) + every finished seed experiment
+
+This command only aggregates. It picks the experiments of the current commit whose params
+equal the workspace's except ``cyclegan.train.seed`` (or the ones named with ``--exp``),
+reads each one's eval JSONs, per-image tables and judge features with ``dvc.api.open``,
+and runs :func:`~face2anime.evaluation.compare.paired_comparison` over all of them: the CI
+is a two-way bootstrap over seeds and test images. It writes ``metrics/seeds.json`` and
+``reports/seeds.md``.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import statistics
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from face2anime.core.io import write_json, write_text
 from face2anime.core.params import UserError, load_params
-from face2anime.evaluation.compare import flatten
+from face2anime.evaluation.compare import load_run, markdown, paired_comparison
 
-HEADLINE = ("char_rate", "attr_preservation.mean", "edge_ssim", "cam_overlap", "kid_judge.mean", "cycle_l1.human")
+SEED_KEY = "cyclegan.train.seed"
 
 
-def summarize(runs: dict[int, dict[str, dict]]) -> dict[str, dict[str, dict]]:
-    """``{seed: {method: eval json}}`` -> ``{method: {metric: {mean, std, n, values}}}``."""
-    out: dict[str, dict[str, dict]] = {}
-    methods = sorted({m for r in runs.values() for m in r})
-    for m in methods:
-        per_metric: dict[str, list[float]] = {}
-        for seed in sorted(runs):
-            for k, v in flatten(runs[seed].get(m, {})).items():
-                per_metric.setdefault(k, []).append(v)
-        out[m] = {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                      "n": len(v), "values": v} for k, v in sorted(per_metric.items())}
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
     return out
 
 
-def markdown(summary: dict[str, dict[str, dict]], seeds: list[int]) -> str:
-    methods = list(summary)
-    lines = [f"# Mean ± std over seeds {seeds}", "", "| metric | " + " | ".join(methods) + " |",
-             "|---|" + "---|" * len(methods)]
-    for k in HEADLINE:
-        cells = []
-        for m in methods:
-            s = summary[m].get(k)
-            cells.append("n/a" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}")
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def finished_experiments(repo: str = ".") -> list[dict[str, Any]]:
+    """Finished experiments of the current commit: ``[{name, rev, params (flat)}]``."""
+    from dvc.repo import Repo
+
+    with Repo(repo) as r:
+        baseline = r.scm.get_rev()
+        found = []
+        for ref_info in r.experiments.ls(rev=baseline).get(baseline, []):
+            name, rev = ref_info if isinstance(ref_info, tuple) else (ref_info, None)
+            if rev is None:
+                continue
+            params = r.params.show(revs=[rev]).get(rev, {}).get("data", {}).get("params.yaml", {}).get("data", {})
+            found.append({"name": name, "rev": rev, "params": _flat(params)})
+    return found
 
 
-def dvc_executable() -> str:
-    """The dvc installed beside this Python (the venv), else the one on PATH."""
-    beside = Path(sys.executable).parent / "dvc"
-    return str(beside) if beside.is_file() else (shutil.which("dvc") or "dvc")
+def same_but_seed(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = (set(a) | set(b)) - {SEED_KEY}
+    return all(a.get(k) == b.get(k) for k in keys)
 
 
-def run_seeds(seeds: list[int], params_file: Path = Path("params.yaml"), metrics_dir: Path = Path("metrics"),
-              reports_dir: Path = Path("reports"), dvc: str | None = None) -> dict:
-    methods = list(load_params(params_file).dict("cyclegan.methods"))
-    runs: dict[int, dict[str, dict]] = {}
-    for seed in seeds:
-        Console().print(f"[bold]seeds: dvc exp run -S cyclegan.train.seed={seed}[/]")
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        try:
-            res = subprocess.run([dvc or dvc_executable(), "exp", "run", "-S", f"cyclegan.train.seed={seed}"],
-                                 env=env)
-        except FileNotFoundError:
-            raise UserError("dvc not found: run `make repro` once (it installs dvc into .venv)") from None
-        if res.returncode != 0:
-            raise UserError(f"dvc exp run for seed {seed} failed (exit {res.returncode})")
-        runs[seed] = {m: json.loads((metrics_dir / "eval" / f"{m}.json").read_text()) for m in methods}
-    summary = summarize(runs)
-    write_json(metrics_dir / "seeds.json", {"seeds": seeds, "methods": summary})
-    md = markdown(summary, seeds)
+def aggregate(methods: list[str], reference: str, candidate: str, experiments: list[dict[str, Any]],
+              include_workspace: bool = True, n_boot: int = 10000, n_perm: int = 10000,
+              repo: str = ".") -> tuple[dict, list[str]]:
+    """The paired comparison over the workspace's run and ``experiments`` (one per seed)."""
+    import dvc.api
+
+    runs, labels = [], []
+    if include_workspace:
+        runs.append(load_run(methods))
+        labels.append("workspace")
+    for e in experiments:
+        runs.append(load_run(methods, open_file=lambda p, rev=e["rev"]: dvc.api.open(p, repo=repo, rev=rev,
+                                                                                        mode="rb")))
+        labels.append(f"{e['name']} (seed {e['params'].get(SEED_KEY)})")
+    if len(runs) < 2:
+        raise UserError("seeds: fewer than two runs to aggregate; queue seeds first, e.g. "
+                        "`dvc exp run --queue -n seed-1 -S cyclegan.train.seed=1` and `dvc queue start -j 1`")
+    return paired_comparison(runs, reference, candidate, n_boot, n_perm), labels
+
+
+def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None = None,
+              metrics_dir: Path = Path("metrics"), reports_dir: Path = Path("reports")) -> dict:
+    p = load_params(params_file)
+    methods = list(p.dict("cyclegan.methods"))
+    reference, candidate = p.str("compare.reference"), p.str("compare.candidate")
+    exps = finished_experiments()
+    if names:
+        missing = sorted(set(names) - {e["name"] for e in exps})
+        if missing:
+            raise UserError(f"seeds: no finished experiment named {', '.join(missing)} on this commit "
+                            "(see `dvc exp show`)")
+        chosen = [e for e in exps if e["name"] in names]
+    else:
+        here = _flat(p.data)
+        chosen = [e for e in exps if same_but_seed(e["params"], here) and e["params"].get(SEED_KEY) != here.get(SEED_KEY)]
+    seeds = {e["params"].get(SEED_KEY) for e in chosen}
+    if len(seeds) != len(chosen):
+        raise UserError("seeds: two experiments share a seed; name the ones to use with --exp")
+    table, labels = aggregate(methods, reference, candidate, chosen,
+                              n_boot=p.int("compare.bootstrap", lo=100), n_perm=p.int("compare.permutations", lo=100))
+    write_json(metrics_dir / "seeds.json", {"runs": labels, "reference": reference, "candidate": candidate,
+                                            "metrics": table})
+    md = (f"# {candidate} vs {reference} over {len(labels)} training seeds\n\nRuns: {', '.join(labels)}. "
+          "CIs: two-way bootstrap over seeds and test images.\n\n" + markdown(table, methods, reference, candidate))
     write_text(reports_dir / "seeds.md", md)
-    Console().print(md)
-    return summary
+    Console().print(md, highlight=False)
+    return table
 
 
-def main(seeds: str = typer.Option("0,1,2", help="comma-separated cyclegan.train.seed values"),
+def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to use (default: every finished "
+                                       "experiment of this commit that differs from the workspace only in "
+                                       "cyclegan.train.seed)"),
          params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
-    """Train every method with several seeds (dvc exp run) and report mean ± std."""
-    try:
-        values = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
-    if not values:
-        raise UserError("--seeds is empty")
-    run_seeds(values, params)
+    """Paired comparison over the workspace and finished seed experiments (metrics/seeds.json)."""
+    run_seeds(params, exp or None)

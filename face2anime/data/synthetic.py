@@ -942,6 +942,23 @@ def render_one(seed: int, domain: str, index: int, size: int, hard_kind: str = "
     return img, attrs, boxes
 
 
+def render_counterpart(seed: int, domain: str, index: int, size: int, hard_kind: str = "",
+                       as_domain: str = "character"
+                       ) -> tuple[np.ndarray, dict[str, str], dict[str, tuple[float, float, float, float]]]:
+    """Image ``index`` of ``domain`` rendered as ``as_domain``: the same attributes and hard kind
+    and, since both domains draw their scene (face position and size, light, shading,
+    outline, noise, colours) identically from the image's RNG, the same pose and colours;
+    only the domain's own parts (eyes, mouth, nose) and shading style differ. The ideal
+    translation of that image (the ceiling of evaluation). ``as_domain == domain`` gives
+    exactly :func:`render_one`'s image."""
+    if as_domain not in _DOMAIN_ID:
+        raise UserError(f"unknown domain {as_domain!r} (expected one of {', '.join(DOMAINS)})")
+    rng = image_rng(seed, domain, index)
+    attrs = _draw_attributes(rng)
+    img, boxes = render(attrs, as_domain, hard_kind, size, rng)
+    return img, attrs, boxes
+
+
 # --------------------------------------------------------------------------- data set
 def _check_args(n_human: int, n_character: int, size: int, hard_share: float,
                 share_name: str = "hard_share") -> None:

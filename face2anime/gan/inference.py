@@ -107,6 +107,13 @@ class Translator:
             recs.append(self._run(back, t, cam))
         return torch.cat(outs), torch.cat(recs)
 
+    def reconstruct(self, y: torch.Tensor, source: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """``G_YX(y)`` in [-1, 1] for uint8 images ``y`` that stand in for translations of the uint8
+        human ``source`` images (same order), with the source's CAM as :meth:`cycle` uses: the
+        way back of a cycle for any image in place of ``G_XY(source)``."""
+        return torch.cat([self._run(self.g_yx, y[i:i + batch_size], self.cams(source[i:i + batch_size], "human"))
+                          for i in range(0, len(y), batch_size)])
+
     def _batched(self, g: torch.nn.Module, x: torch.Tensor, domain: str, batch_size: int) -> torch.Tensor:
         return torch.cat([self._run(g, x[i:i + batch_size], self.cams(x[i:i + batch_size], domain))
                           for i in range(0, len(x), batch_size)])

@@ -93,12 +93,13 @@ class AttributePredictor(nn.Module):
         return {a: h(f) for a, h in self.heads.items()}
 
 
-def build_classifier(arch: str, widths: Sequence[int], dropout: float = 0.0) -> nn.Module:
-    """A 2-class (0 = human, 1 = character) network of the given architecture."""
+def build_classifier(arch: str, widths: Sequence[int], dropout: float = 0.0, n_classes: int = 2) -> nn.Module:
+    """A classifier (0 = human, 1 = character, and 2 = junk for the judge with ``n_classes=3``)
+    of the given architecture."""
     if arch == "convnet":
-        return ConvNet(widths, 2, dropout)
+        return ConvNet(widths, n_classes, dropout)
     if arch == "resnet18":
-        return ResNet18(2)
+        return ResNet18(n_classes)
     raise ValueError(f"unknown arch {arch!r}")
 
 

@@ -5,6 +5,14 @@ The judge differs in architecture (params), seed, data order and training subset
 method is not graded by the network that guided it. Both are trained from scratch on the
 resized train split and scored on the held-out test split of both domains.
 
+With ``judge.junk > 0`` the judge has a third class, *junk* (:data:`JUNK`): that many
+generated degenerate images per real training image (noise, flat colours, strong blur,
+patch shuffles, images drowned in noise; :func:`face2anime.data.junk.junk_images`), so it
+can answer "neither" instead of calling everything that is not a photo "character". The
+guiding classifier never gets junk (its training is unchanged). The judge's config records
+the ids of the train images it did not train on (``held_out_ids``): evaluation uses those
+characters as real held-out references.
+
 Outputs: ``models/classifier/{classifier,judge}.pt`` (+ ``.json`` config),
 ``metrics/classifier.json``, ``metrics/judge.json`` and dvclive curves under
 ``metrics/train_classifier/{classifier,judge}``.
@@ -45,14 +53,18 @@ from face2anime.models.classifiers import ARCHS, build_classifier
 
 MODEL_DIR = Path("models/classifier")
 LABELS = {"human": 0, "character": 1}
+#: the judge's third class (``judge.junk > 0``): neither a human nor a character
+JUNK = 2
+CLASS_NAMES = ("human", "character", "junk")
 SEED_OFFSETS = {"classifier": 0, "judge": 7919}
 
 
-def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5, hue: float = 0.0) -> torch.Tensor:
     """Randomly degrade each uint8 image ``[B, 3, H, W]``, identically for both classes, each
     with probability ``p``: a global colour change (brightness x0.7-1.3, contrast x0.6-1.5,
-    saturation x0.4-1.6, torchvision's ``adjust_*``), a Gaussian blur (sigma 0.4-1.2 px) and
-    additive noise (std up to 12 of 255).
+    saturation x0.4-1.6, torchvision's ``adjust_*``; with ``hue > 0`` also a hue turn of up to
+    ``hue`` (0.5 = any hue)), a Gaussian blur (sigma 0.4-1.2 px) and additive noise (std up to
+    12 of 255).
 
     Used for the judge: it makes sharpness, noise and global colour useless as class cues
     (both domains draw them from the same distributions), so the judge decides "character"
@@ -63,11 +75,13 @@ def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor
     colour = torch.rand(b, generator=g) < p
     if colour.any():
         f = torch.rand(b, 3, generator=g) * torch.tensor([0.6, 0.9, 1.2]) + torch.tensor([0.7, 0.6, 0.4])
+        h = (torch.rand(b, generator=g) * 2 - 1) * hue if hue > 0 else None
         x = x.clone()
         for i in colour.nonzero().flatten().tolist():
             xi = TF.adjust_brightness(x[i], float(f[i, 0]))
             xi = TF.adjust_contrast(xi, float(f[i, 1]))
-            x[i] = TF.adjust_saturation(xi, float(f[i, 2]))
+            xi = TF.adjust_saturation(xi, float(f[i, 2]))
+            x[i] = TF.adjust_hue(xi, float(h[i])) if h is not None else xi
     xf = x.float()
     blur = torch.rand(b, generator=g) < p
     if blur.any():
@@ -96,7 +110,8 @@ def augment(x: torch.Tensor, g: torch.Generator, shift: int = 2) -> torch.Tensor
 def fit(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         idx_target: torch.Tensor | dict, *, epochs: int, batch_size: int, lr: float, seed: int,
         device: torch.device, live=None, evaluate: Callable[[], dict] | None = None,
-        desc: str = "train", precision: str = "auto", degrade_p: float = 0.0) -> list[dict]:
+        desc: str = "train", precision: str = "auto", degrade_p: float = 0.0,
+        degrade_hue: float = 0.0) -> list[dict]:
     """Train ``model`` on uint8 images ``x [N,3,S,S]`` with targets (tensor or dict of tensors).
 
     ``loss_fn(output, target_batch)`` computes the loss; ``evaluate()`` (optional) returns held-out
@@ -120,7 +135,7 @@ def fit(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor, torc
                 b = perm[i:i + batch_size]
                 xa = augment(x[b], g)
                 if degrade_p > 0:
-                    xa = degrade(xa, g, degrade_p)
+                    xa = degrade(xa, g, degrade_p, degrade_hue)
                 xb = to_model(xa).to(device, memory_format=torch.channels_last)
                 tb = ({k: v[b].to(device) for k, v in idx_target.items()} if isinstance(idx_target, dict)
                       else idx_target[b].to(device))
@@ -179,7 +194,22 @@ def classifier_config(params: Params, role: str) -> dict:
         "pretrained": params.str(f"{k}.pretrained", ""),
         "seed": params.int("seed", lo=0) + SEED_OFFSETS[role],
         "precision": params.str("precision", choices=PRECISIONS),
+        **({"junk": params.float("judge.junk", 0.0, lo=0.0, hi=2.0),
+            "degrade_hue": params.float("judge.degrade_hue", 0.0, lo=0.0, hi=0.5)} if role == "judge" else {}),
     }
+
+
+def n_classes(cfg: dict) -> int:
+    """3 for a judge trained with junk, else 2."""
+    return 3 if cfg.get("junk", 0.0) > 0 else 2
+
+
+def with_junk(x: torch.Tensor, y: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Append ``round(share * len(x))`` junk images made from ``x`` (label :data:`JUNK`)."""
+    from face2anime.data.junk import junk_images
+
+    junk, kinds = junk_images(x, int(round(share * len(x))), torch.Generator().manual_seed(seed))
+    return torch.cat([x, junk]), torch.cat([y, torch.full((len(junk),), JUNK, dtype=torch.long)]), kinds
 
 
 def load_pretrained(model: nn.Module, path: Path, key: str) -> None:
@@ -216,13 +246,19 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
               device: torch.device) -> dict:
     """Train one classifier ``role`` and write its weights, config, metrics and curves."""
     seed_everything(cfg["seed"])
-    x, y, _ = load_domain_pair(manifest, "train", data_dir)
+    x, y, ids = load_domain_pair(manifest, "train", data_dir)
+    held_out_ids: list[str] = []
     if cfg["train_share"] < 1.0:  # the judge sees a different random subset of the train split
         keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg["seed"]))
         keep = keep[: int(round(cfg["train_share"] * len(x)))].sort().values
+        kept = set(keep.tolist())
+        held_out_ids = [ids[i] for i in range(len(ids)) if i not in kept]
         x, y = x[keep], y[keep]
     xt, yt, _ = load_domain_pair(manifest, "test", data_dir)
-    model = build_classifier(cfg["arch"], cfg["widths"], cfg["dropout"])
+    classes = n_classes(cfg)
+    if classes == 3:  # the judge's junk class; own generators, so the global RNG stream is untouched
+        x, y, _ = with_junk(x, y, cfg["junk"], cfg["seed"] + 1)
+    model = build_classifier(cfg["arch"], cfg["widths"], cfg["dropout"], classes)
     if cfg["pretrained"]:
         load_pretrained(model, Path(cfg["pretrained"]), f"{role}.pretrained")
 
@@ -236,7 +272,8 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
     with open_live(metrics_dir / "train_classifier" / role) as live:
         history = fit(model, x, F.cross_entropy, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                       lr=cfg["lr"], seed=cfg["seed"], device=device, live=live, evaluate=held_out, desc=role,
-                      precision=cfg["precision"], degrade_p=cfg["degrade"])
+                      precision=cfg["precision"], degrade_p=cfg["degrade"],
+                      degrade_hue=cfg.get("degrade_hue", 0.0))
     seconds = time.perf_counter() - t0
     final = history[-1]
     logits = predict(model, xt, device)
@@ -246,12 +283,20 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
         "test_loss": final["test_loss"],
         "test_accuracy_human": float((pred[yt == 0] == 0).float().mean()),
         "test_accuracy_character": float((pred[yt == 1] == 1).float().mean()),
-        "n_train": len(x), "n_test": len(xt), "epochs": cfg["epochs"], "arch": cfg["arch"],
+        "n_train": int((y != JUNK).sum()), "n_test": len(xt), "epochs": cfg["epochs"], "arch": cfg["arch"],
         "train_seconds": round(seconds, 2),
         "device": device.type, "precision": resolve_precision(device, cfg["precision"]),
     }
+    if classes == 3:  # held-out junk made from the test images (other draws than training's)
+        xj, yj, _ = with_junk(xt, yt, cfg["junk"], cfg["seed"] + 2)
+        pj = predict(model, xj[len(xt):], device).argmax(1)
+        metrics["test_accuracy_junk"] = float((pj == JUNK).float().mean())
+        metrics["n_train_junk"] = int((y == JUNK).sum())
+        for name, label in LABELS.items():   # real test images the judge calls junk
+            metrics[f"test_{name}_as_junk"] = float((pred[yt == label] == JUNK).float().mean())
     torch_save(model.cpu().state_dict(), model_dir / f"{role}.pt")
-    write_json(model_dir / f"{role}.json", cfg)
+    write_json(model_dir / f"{role}.json", {**cfg, "n_classes": classes, "held_out_ids": held_out_ids}
+               if role == "judge" else cfg)
     write_json(metrics_dir / f"{role}.json", metrics)
     Console().print(f"{role}: held-out accuracy {metrics['test_accuracy']:.3f} "
                     f"(loss {metrics['test_loss']:.3f}) on {len(xt)} test images, {seconds:.1f}s")
@@ -266,7 +311,7 @@ def load_classifier(role: str, model_dir: Path = MODEL_DIR, device: str | torch.
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path} not found: run the train_classifier stage first")
     cfg = json.loads(cfg_path.read_text())
-    model = build_classifier(cfg["arch"], cfg["widths"], cfg.get("dropout", 0.0))
+    model = build_classifier(cfg["arch"], cfg["widths"], cfg.get("dropout", 0.0), int(cfg.get("n_classes", 2)))
     model.load_state_dict(torch_load(model_dir / f"{role}.pt"))
     return model.to(device).eval()
 

@@ -1,0 +1,180 @@
+"""The Convert page's work: one uploaded photo -> its face crop, the guiding classifier's
+Grad-CAM overlay and the avatar of every trained method, all as PNG bytes in memory.
+
+The upload is decoded by :func:`face2anime.data.imageio.load_rgb` (the same safe decoding
+as the pipeline: truncated files, decompression bombs, odd modes, EXIF rotation) from a
+temporary directory that is deleted before the request returns; nothing is kept. The face is
+found and cropped exactly as ``face2anime convert`` does (:func:`face2anime.apps.convert.face_square`).
+Models are loaded on first use and reloaded when a method's ``config.json`` changes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from face2anime.core.params import UserError
+from face2anime.data.imageio import BadImage, load_rgb
+
+#: config.json fields shown on the Convert page ("which data and params the model was trained on")
+SHOWN_CONFIG = ("subset", "attention", "n_human_train", "n_character_train", "size", "epochs", "steps",
+                "batch_size", "gan_loss", "lambda_cyc", "lambda_idt", "ema", "ngf", "n_res", "seed",
+                "device", "precision")
+DISPLAY = 256   # px: avatars are shown and downloaded at this size (the model runs at resize.size)
+
+
+class UploadRefused(Exception):
+    """An upload that cannot be converted: HTTP ``status`` and a one-line message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Result:
+    face: bytes                                   # the crop the models see, upscaled
+    cam: bytes | None                             # Grad-CAM overlay of the crop (None without a classifier)
+    avatars: list[tuple[str, bytes]] = field(default_factory=list)
+    conversions: list[str] = field(default_factory=list)
+
+
+def png(img: Image.Image, size: int = DISPLAY) -> bytes:
+    buf = io.BytesIO()
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode_upload(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
+    """Upload bytes -> upright RGB image, or :class:`UploadRefused` (400 unreadable, 413 too large)."""
+    if not data:
+        raise UploadRefused(400, "the uploaded file is empty")
+    with tempfile.TemporaryDirectory(prefix="face2anime-upload-") as tmp:
+        path = Path(tmp) / "upload"
+        path.write_bytes(data)
+        try:
+            return load_rgb(path, max_pixels=max_pixels)
+        except BadImage as e:
+            detail = e.detail.replace(str(path), "upload")
+            if e.reason == "too_large":
+                raise UploadRefused(413, f"image too large ({detail}); the limit is {max_pixels:,} pixels") from None
+            what = {"not_an_image": "not an image (PNG, JPEG, WebP, ... expected)",
+                    "truncated": "a truncated or damaged image", "empty": "empty"}.get(e.reason, "unreadable")
+            raise UploadRefused(400, f"the uploaded file is {what}") from None
+
+
+def model_methods(cyclegan_dir: Path, order: list[str] | None = None) -> list[str]:
+    """Trained methods under ``cyclegan_dir`` (those with a config.json), in params order where known."""
+    found = sorted(p.parent.name for p in Path(cyclegan_dir).glob("*/config.json"))
+    first = [m for m in (order or []) if m in found]
+    return first + [m for m in found if m not in first]
+
+
+def model_info(cyclegan_dir: Path, method: str) -> dict[str, Any]:
+    try:
+        cfg = json.loads((Path(cyclegan_dir) / method / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: cfg[k] for k in SHOWN_CONFIG if k in cfg}
+
+
+class Converter:
+    """All trained methods of one project, loaded lazily, used under one lock (CPU-bound;
+    grad-cam's hooks on the shared classifier are not thread-safe)."""
+
+    def __init__(self, cyclegan_dir: Path, classifier_dir: Path, params_file: Path, max_pixels: int):
+        self.cyclegan_dir = Path(cyclegan_dir)
+        self.classifier_dir = Path(classifier_dir)
+        self.params_file = Path(params_file)
+        self.max_pixels = max_pixels
+        self._lock = threading.Lock()
+        self._translators: dict[str, tuple[float, Any]] = {}
+        self._cam: tuple[float, Any, Any] | None = None
+
+    def params(self) -> Any:
+        from face2anime.core.params import load_params
+
+        return load_params(self.params_file)
+
+    def methods(self) -> list[str]:
+        try:
+            order = list(self.params().dict("cyclegan.methods"))
+        except UserError:  # a missing or odd params file only loses the ordering
+            order = []
+        return model_methods(self.cyclegan_dir, order)
+
+    def data_source(self) -> str | None:
+        try:
+            return self.params().str("download.source")
+        except UserError:
+            return None
+
+    def _translator(self, method: str, params: Any) -> Any:
+        from face2anime.gan.inference import Translator
+
+        mtime = (self.cyclegan_dir / method / "config.json").stat().st_mtime
+        cached = self._translators.get(method)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, Translator.from_params(method, params, self.cyclegan_dir, self.classifier_dir))
+            self._translators[method] = cached
+        return cached[1]
+
+    def _cam_model(self, params: Any) -> tuple[Any, Any] | None:
+        from face2anime.models.classifiers import find_layer
+        from face2anime.models.classify import load_classifier
+
+        cfg = self.classifier_dir / "classifier.json"
+        if not cfg.is_file():
+            return None
+        mtime = cfg.stat().st_mtime
+        if self._cam is None or self._cam[0] != mtime:
+            model = load_classifier("classifier", self.classifier_dir, "cpu")
+            self._cam = (mtime, model, find_layer(model, params.str("cam.target_layer")))
+        return self._cam[1], self._cam[2]
+
+    def convert(self, data: bytes, detect: bool = True) -> Result:
+        """Upload bytes -> :class:`Result`; :class:`UploadRefused` for bad input (nothing is kept)."""
+        img, conversions = decode_upload(data, self.max_pixels)
+        methods = self.methods()
+        if not methods:
+            raise UploadRefused(409, f"no trained models under {self.cyclegan_dir}: run `dvc repro` first")
+        import numpy as np
+        import torch
+
+        from face2anime.apps.convert import face_square
+        from face2anime.cam.maps import compute_cams
+        from face2anime.data.images import to_pil, to_uint8
+        from face2anime.models.classify import LABELS
+
+        with self._lock:
+            params = self.params()
+            translators = {m: self._translator(m, params) for m in methods}
+            size = next(iter(translators.values())).size
+            face = face_square(img, size, detect)
+            if face is None:
+                raise UploadRefused(422, "no face found in the photo; if it already is a face crop, "
+                                         "tick 'the photo is already a face crop'")
+            x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].contiguous()
+            result = Result(face=png(face), cam=None, conversions=conversions)
+            for m, tr in translators.items():
+                xin = x if tr.size == size else torch.from_numpy(np.array(
+                    face.resize((tr.size, tr.size), Image.Resampling.LANCZOS))).permute(2, 0, 1)[None].contiguous()
+                result.avatars.append((m, png(to_pil(to_uint8(tr.to_character(xin))[0]))))
+            cam_model = self._cam_model(params)
+            if cam_model is not None:
+                from pytorch_grad_cam.utils.image import show_cam_on_image
+
+                cams = compute_cams(cam_model[0], cam_model[1], x, LABELS["human"], params.str("cam.method"),
+                                    require_signal=False)
+                rgb = np.asarray(face, dtype=np.float32) / 255.0
+                result.cam = png(Image.fromarray(show_cam_on_image(rgb, cams[0], use_rgb=True, image_weight=0.6)))
+        return result
