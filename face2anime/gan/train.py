@@ -28,6 +28,24 @@ paper's log loss) or MSE (lsgan). Adam(lr, (beta1, beta2)); the learning rate de
 network forwards run under bf16 autocast when ``precision`` asks for it. With ``ema > 0``
 the saved (and sampled) generators are exponential moving averages of the trained weights.
 
+The discriminators' CAM (``cyclegan.train.d_cam``, attention methods): ``source`` as above
+(a fake carries its source's CAM), ``self`` (every image D sees gets the frozen guiding
+classifier's CAM of that very image, see :mod:`face2anime.gan.dcam`) or ``none`` (attention in
+the generators only). ``cyclegan.train.diffaug`` puts DiffAugment in front of both
+discriminators (:mod:`face2anime.gan.augment`; D's CAMs move with the image).
+
+Every ``val_every`` steps the saved generators are scored on a fixed probe of training
+images without labels (:mod:`face2anime.gan.monitor`: patch-SWD realism, cycle L1,
+diversity); ``snapshot: best`` saves the generators of the best score instead of the last,
+and a run that collapses (D over-fitted, realism or diversity falling) says so in the log and
+in its metrics (``collapsed``, ``collapse_reasons``).
+
+Speed (:mod:`face2anime.gan.speed`): the defaults are the exact mode (bit-identical to the
+plain loop); ``compile``, ``channels_last``, ``adam: fused``, ``fuse_passes`` and
+``threads`` trade bit-identity with the exact mode for speed and stay deterministic and
+resumable on the same machine. The step never reads a value on the host: losses are summed
+on the device and read at log steps.
+
 Outputs: ``models/cyclegan/{method}/`` (G_XY.pt, G_YX.pt, D_X.pt, D_Y.pt state dicts,
 config.json, human_train_ids.csv, samples/epoch_XXX.png) and a dvclive directory
 ``metrics/cyclegan/{method}/`` (plots/metrics/*.tsv with x = ``step`` = optimisation step,
@@ -76,10 +94,6 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
-from face2anime.gan import augment, dcam
-from face2anime.gan.augment import parse_policy
-from face2anime.gan.monitor import Probe, RunMonitor, make_probe, validate
-from face2anime.gan.speed import Compiled, compile_cache, device_budget, place, set_threads, take
 from face2anime.data.images import (
     RESIZED_DIR,
     load_images,
@@ -87,6 +101,17 @@ from face2anime.data.images import (
     rows,
     to_model,
     to_pil,
+)
+from face2anime.gan import augment, dcam
+from face2anime.gan.augment import parse_policy
+from face2anime.gan.monitor import Probe, RunMonitor, make_probe, validate
+from face2anime.gan.speed import (
+    Compiled,
+    compile_cache,
+    device_budget,
+    place,
+    set_threads,
+    take,
 )
 from face2anime.models.networks import (
     ATTENTION_MODES,

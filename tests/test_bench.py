@@ -1,0 +1,39 @@
+"""``face2anime bench`` on tiny sizes: every row and number is there, in the table and the JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from face2anime.apps import bench
+from face2anime.core.params import Params
+
+
+def test_bench_rows_and_json(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(bench, "PAPER", {"size": 32, "ngf": 4, "ndf": 4, "n_res": 1, "batch_size": 1})
+    p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "resize": {"size": 32}, "select": {"max_images": 4},
+                "cyclegan": {"methods": {"baseline": {"subset": "random", "attention": False}},
+                             "train": {"ngf": 4, "ndf": 4, "n_res": 1, "batch_size": 2, "epochs": 1,
+                                       "steps_per_epoch": 1, "lr_decay_epochs": 0, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999,
+                                       "lambda_cyc": 10.0, "threads": 1}}})
+    threads = torch.get_num_threads()
+    try:
+        out = bench.run_bench(p, ["quick", "paper"], ["plain", "attention"], {"quick": 1, "paper": 1}, 1,
+                              Console(file=open(tmp_path / "log.txt", "w")), fast=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert out["peak_gflop_per_s"]["fp32"] > 0
+    rows = out["rows"]
+    assert {(r["profile"], r["method"], r["path"]) for r in rows} == {
+        (pr, m, path) for pr in ("quick", "paper") for m in ("plain", "attention") for path in ("eager fp32", "pipeline")}
+    for r in rows:
+        assert r["ms_per_step"] > 0 and r["images_per_s"] > 0 and r["gflop_per_step"] > 0 and r["pct_fp32_peak"] > 0
+        if r["path"] == "eager fp32":
+            assert r["x_eager_fp32"] == 1.0
+    json.dumps(out)
+    console = Console(file=open(tmp_path / "table.txt", "w"), width=140)
+    bench.print_table(out, console)
+    console.file.close()
+    assert "eager fp32" in (tmp_path / "table.txt").read_text()
