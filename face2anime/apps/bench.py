@@ -240,7 +240,7 @@ def run_bench(p: Params, which: list[str], methods: list[str], steps: dict[str, 
                     "gflop_per_step": round(flops / 1e9, 3), "gflop_per_s": round(gflops, 1),
                     "pct_fp32_peak": round(100 * gflops / peak["fp32"], 1),
                     "pct_bf16_peak": None if not peak["bf16"] else round(100 * gflops / peak["bf16"], 1),
-                    "compile_s": round(compile_s[name], 1) if name in compile_s else None})
+                    "compile_s": round(compile_s[name], 1) if o is not None and o["compile"] else None})
             console.print(f"{prof}/{method}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in sec.items()),
                           highlight=False)
     return {"device": device.type, "threads": threads, "torch": torch.__version__,
@@ -284,10 +284,10 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
     if synthetic:
         from face2anime.data import synthetic as syn
 
-        threads = torch.get_num_threads()
+        before = torch.get_num_threads()
         torch.set_num_threads(1)
         syn.bench(400, 128)
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     p = load_params(params)
     if threads is not None:
         p.data.setdefault("cyclegan", {}).setdefault("train", {})["threads"] = threads
