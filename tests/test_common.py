@@ -185,3 +185,15 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_rss_check_reads_a_childs_peak_without_blocking_on_its_output(capsys: pytest.CaptureFixture) -> None:
+    """A stage that logs more than a pipe buffer must not hang the measurement."""
+    import sys
+
+    from face2anime.apps.rsscheck import peak_rss_mb
+
+    rss, _, rc = peak_rss_mb([sys.executable, "-c", "import sys; sys.stderr.write('x' * 1_000_000); sys.exit(3)"],
+                             Path("."))
+    assert rc == 3 and rss > 1
+    assert capsys.readouterr().err.endswith("x" * 100)
