@@ -54,6 +54,8 @@ output) lets a killed run resume bit-exactly on CPU; it is deleted on success.
 """
 from __future__ import annotations
 
+import copy
+
 import contextlib
 import hashlib
 import json
@@ -235,6 +237,28 @@ def check_classifier_input(cfg: TrainConfig, entry: dict, where: str) -> None:
                         f"inputs.classifier to data/resized/manifest.csv")
 
 
+def with_train_overrides(params: Params, entry: dict, where: str) -> Params:
+    """``params`` with the method's optional ``train:`` mapping merged over ``cyclegan.train``.
+
+    A variant that differs in one training param (for example ``train: {d_cam: self}``) is then
+    one more entry of ``cyclegan.methods`` and its own DVC stage; the other methods do not re-run.
+    Only keys that ``cyclegan.train`` has can be overridden (a typo is an error, not a no-op).
+    """
+    over = entry.get("train", {})
+    if not isinstance(over, dict):
+        raise UserError(f"{where}.train must be a mapping of cyclegan.train keys, got {over!r}")
+    if not over:
+        return params
+    base = params.dict("cyclegan.train")
+    unknown = sorted(set(over) - set(base))
+    if unknown:
+        raise UserError(f"{where}.train: {', '.join(unknown)} not in cyclegan.train "
+                        f"(known: {', '.join(base)})")
+    data = copy.deepcopy(params.data)
+    data["cyclegan"]["train"].update(over)
+    return Params(data, f"{params.source} ({where.split(': ', 1)[-1]}.train over cyclegan.train)")
+
+
 def read_config(method: str, params: Params) -> TrainConfig:
     """Validate the params of ``method``; unknown method or a bad entry -> UserError."""
     # Only this method's entry is read (the stage declares cyclegan.methods.METHOD as its param);
@@ -254,6 +278,7 @@ def read_config(method: str, params: Params) -> TrainConfig:
     if not isinstance(entry["attention"], bool):
         raise UserError(f"{where}.attention must be true or false, got {entry['attention']!r}")
     check_inputs(method, entry, where)
+    params = with_train_overrides(params, entry, where)
     c = "cyclegan.train."
     D = TrainConfig(method, "random", False, 0, 1)  # the defaults of the optional keys
     cfg = TrainConfig(
