@@ -514,3 +514,34 @@ def test_fast_eager_options_compute_the_same_step(attention: bool) -> None:
     lr = 2e-4
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=4 * lr + 1e-6)
+
+
+def test_method_train_overrides_only_that_method() -> None:
+    p = _params()
+    p.data["cyclegan"]["train"]["d_cam"] = "source"
+    p.data["cyclegan"]["methods"]["dcam_none"] = {"subset": "selected", "attention": True,
+                                                 "train": {"d_cam": "none", "lr": 0.001}}
+    cfg = tc.read_config("dcam_none", p)
+    assert (cfg.d_cam, cfg.lr) == ("none", 0.001)
+    assert tc.read_config("proposed", p).d_cam == "source" and p.data["cyclegan"]["train"]["lr"] == 0.0002
+    p.data["cyclegan"]["methods"]["typo"] = {"subset": "random", "attention": False, "train": {"d_came": "none"}}
+    with pytest.raises(UserError, match=r"cyclegan.methods.typo.train: d_came not in cyclegan.train"):
+        tc.read_config("typo", p)
+    p.data["cyclegan"]["methods"]["bad"] = {"subset": "random", "attention": False, "train": {"d_cam": "both"}}
+    with pytest.raises(UserError, match="d_cam"):
+        tc.read_config("bad", p)
+
+
+def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
+    from face2anime.gan.inference import model_warnings
+
+    assert model_warnings({"training_data": {"source": "local", "photo_like": False}, "collapsed": False}) == []
+    assert model_warnings({}) == []                   # models from before the field: nothing to say
+    (w,) = model_warnings({"training_data": {"source": "synthetic", "photo_like": True}})
+    assert "photo-like synthetic faces" in w and "Using real data" in w
+    (w,) = model_warnings({"training_data": {"source": "ffhq"}, "collapsed": True,
+                           "collapse_reasons": ["validation realism dropped 0.80 -> 0.10"]})
+    assert "collapsing (validation realism dropped 0.80 -> 0.10)" in w
+    p = _params()
+    p.data["download"] = {"source": "synthetic", "synthetic": {"photo_like": True}}
+    assert tc.training_data(p) == {"source": "synthetic", "photo_like": True}

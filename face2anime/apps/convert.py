@@ -3,7 +3,8 @@
 The photo (any size or format PIL reads; EXIF rotation honoured) is cropped to the largest
 face found by OpenCV's Haar cascade unless ``--no-detect`` says it already is a face crop,
 resized to the model's size, and translated by the chosen method's generator (with its CAM
-attention where the method has it). No face found is a one-line error, exit status 2.
+attention where the method has it). No face found is a one-line error, exit status 2. A model
+trained on synthetic faces or flagged as collapsing gets a one-line warning (on stderr) each.
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def convert(photo: Path, out: Path, method: str = "proposed", params_file: Path 
     if not (cyclegan_dir / method / "config.json").is_file():
         raise UserError(f"no trained model for method '{method}' in {cyclegan_dir / method}: run `dvc repro` first")
     translator = Translator.from_params(method, params, cyclegan_dir)
+    for w in translator.warnings:
+        Console(stderr=True).print(f"[yellow]convert: warning: {w}[/yellow]", highlight=False, soft_wrap=True)
     face = prepare(photo, translator.size, detect)
     x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].contiguous()
     anime = to_pil(to_uint8(translator.to_character(x))[0])

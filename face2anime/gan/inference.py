@@ -47,6 +47,22 @@ def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.d
     return net
 
 
+def model_warnings(config: dict) -> list[str]:
+    """One-line warnings about a trained model (its config.json) that a user converting real
+    photos must see: trained on synthetic faces, or flagged as collapsing during training."""
+    out = []
+    data = config.get("training_data") or {}
+    if data.get("source") == "synthetic":
+        kind = "photo-like synthetic" if data.get("photo_like") else "synthetic"
+        out.append(f"this model was trained on {kind} faces (download.source: synthetic), not on photos: "
+                   "a real photo will not translate well; train on your own data (README, 'Using real data')")
+    if config.get("collapsed"):
+        reasons = "; ".join(config.get("collapse_reasons") or []) or "see its metrics"
+        out.append(f"training of this model was flagged as collapsing ({reasons}): expect noise, not a face; "
+                   "try cyclegan.train.diffaug and snapshot: best (README, 'Using real data')")
+    return out
+
+
 class Translator:
     """Both generators of one trained method, plus the CAM machinery it needs.
 
@@ -60,6 +76,7 @@ class Translator:
         self.g_yx = load_generator(model_dir, "YX", device)
         self.attention = bool(self.g_xy.attention)
         self.size = int(self.g_xy.image_size)
+        self.warnings = model_warnings(self.g_xy.config)
         self.precision = precision
         self.cam_method = cam_method
         if self.attention:

@@ -259,6 +259,14 @@ def with_train_overrides(params: Params, entry: dict, where: str) -> Params:
     return Params(data, f"{params.source} ({where.split(': ', 1)[-1]}.train over cyclegan.train)")
 
 
+def training_data(params: Params) -> dict[str, Any]:
+    """Where the training images came from (``download.source``, photo-like rendering), kept in
+    config.json so that ``convert`` can warn when a synthetic-data model meets a real photo."""
+    source = params.raw("download.source", None)   # None: unknown (e.g. a library call without it)
+    return {"source": source,
+            "photo_like": source == "synthetic" and params.bool("download.synthetic.photo_like", False)}
+
+
 def read_config(method: str, params: Params) -> TrainConfig:
     """Validate the params of ``method``; unknown method or a bad entry -> UserError."""
     # Only this method's entry is read (the stage declares cyclegan.methods.METHOD as its param);
@@ -1157,7 +1165,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         "precision": cfg.precision, "device": device.type, "gan_loss": cfg.gan_loss, "ema": cfg.ema, "lambda_cyc": cfg.lambda_cyc,
         "lambda_idt": cfg.lambda_idt, "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot,
         "snapshot_step": monitor.best_step if cfg.snapshot == "best" and monitor.best_state is not None else steps,
-        "collapsed": summary["collapsed"], "collapse_reasons": summary["collapse_reasons"], "config_hash": chash})
+        "collapsed": summary["collapsed"], "collapse_reasons": summary["collapse_reasons"], "config_hash": chash,
+        "training_data": training_data(params)})
     if ckpt_path.is_file():
         ckpt_path.unlink()
     with contextlib.suppress(OSError):
