@@ -104,7 +104,7 @@ from face2anime.data.images import (
     to_model,
     to_pil,
 )
-from face2anime.gan import augment, dcam
+from face2anime.gan import augment, dcam, distributed
 from face2anime.gan.augment import parse_policy
 from face2anime.gan.monitor import Probe, RunMonitor, make_probe, validate
 from face2anime.gan.speed import (
@@ -177,6 +177,7 @@ class TrainConfig:
     adam: str = "default"        # default (torch's choice: for-loop on CPU) | foreach | fused
     fuse_passes: bool = False    # one call per network where inputs share its weights
     threads: int = 0             # intra-op threads (0 = torch's default: all cores)
+    nproc: int = 1               # processes (DDP) that dvc repro launches with torchrun (issue 15)
     # small data and monitoring (issue 11), the discriminator's CAM (issue 13)
     diffaug: str = ""            # DiffAugment policies for D's inputs: "" or e.g. "color,translation,cutout"
     d_cam: str = "source"        # source | self | none: the CAM multiplied into D's features (attention methods)
@@ -313,6 +314,7 @@ def read_config(method: str, params: Params) -> TrainConfig:
         adam=params.str(c + "adam", D.adam, choices=ADAM_IMPLS),
         fuse_passes=params.bool(c + "fuse_passes", D.fuse_passes),
         threads=params.int(c + "threads", D.threads, lo=0),
+        nproc=params.int(c + "nproc", D.nproc, lo=1),
         diffaug=params.str(c + "diffaug", D.diffaug),
         d_cam=params.str(c + "d_cam", D.d_cam, choices=D_CAMS),
         snapshot=params.str(c + "snapshot", D.snapshot, choices=SNAPSHOTS),
@@ -607,7 +609,8 @@ class CycleGAN:
     fake in one call; instance norm is per image, so this is the same function).
     """
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, notify: Callable[[str], None] | None = None):
+    def __init__(self, cfg: TrainConfig, device: torch.device, notify: Callable[[str], None] | None = None,
+                 rank: int = 0):
         self.cfg, self.device = cfg, device
         self._bf16 = resolve_precision(device, cfg.precision) == "bf16"
         self.notify = notify or (lambda msg: print(msg, flush=True))
@@ -633,8 +636,9 @@ class CycleGAN:
 
         self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, factor)
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
-        self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1)   # fakes G_YX(y) for D_X, with D's cam for them
-        self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2)   # fakes G_XY(x) for D_Y, with D's cam for them
+        rs = 7919 * rank                                        # other ranks: their own pool and augmentation draws
+        self.pool_X = ImagePool(cfg.pool_size, cfg.seed + 1 + rs)  # fakes G_YX(y) for D_X, with D's cam for them
+        self.pool_Y = ImagePool(cfg.pool_size, cfg.seed + 2 + rs)  # fakes G_XY(x) for D_Y, with D's cam for them
         self.ema: dict[str, AveragedModel] = {}
         if cfg.ema > 0:
             for k, g in (("G_XY", self.G_XY), ("G_YX", self.G_YX)):
@@ -643,13 +647,21 @@ class CycleGAN:
                 self.ema[k] = avg
         self.policy = parse_policy(cfg.diffaug)
         self.geo_aug = augment.geometric(self.policy)
-        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 3)   # DiffAugment's draws (own stream)
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 3 + rs)   # DiffAugment's draws (own stream)
         #: the CAM D multiplies in: none without attention; with d_cam: self, cam_net must be set
         self.d_cam = cfg.d_cam if cfg.attention else "none"
         self.cam_net: nn.Module | None = None
         self.image_size = 0                                            # set by the first step
         self.g_fn = Compiled(self._g_loss, "the generator step", cfg.compile, self.notify)
         self.d_fn = Compiled(self._d_loss, "the discriminator step", cfg.compile, self.notify)
+        self._ddp: dict[Compiled, nn.Module] = {}   # set by distribute() when several processes train
+
+    def distribute(self, world: "distributed.World") -> None:
+        """Several processes: DDP over each phase (G's loss for the generators, D's for the
+        discriminators); call after loading a checkpoint (DDP starts from rank 0's weights)."""
+        if world.distributed:
+            self._ddp = {self.g_fn: distributed.wrap({"G_XY": self.G_XY, "G_YX": self.G_YX}, self.g_fn, self.device),
+                         self.d_fn: distributed.wrap({"D_X": self.D_X, "D_Y": self.D_Y}, self.d_fn, self.device)}
 
     def compile_mode(self) -> str:
         """``inductor`` when both loss computations run compiled, ``eager`` otherwise."""
@@ -778,7 +790,8 @@ class CycleGAN:
     def _minimise(self, fn: Compiled, opt: torch.optim.Optimizer, *args: Any) -> tuple:
         """``fn(*args)``, backward of its loss (first output) and one optimiser step; a compiled
         backward that fails switches ``fn`` to eager and recomputes (nothing was stepped yet)."""
-        out = fn(*args)
+        call = self._ddp.get(fn, fn)      # the DDP wrapper averages the gradients over the ranks
+        out = call(*args)
         opt.zero_grad(set_to_none=True)
         try:
             out[0].backward()
@@ -786,7 +799,7 @@ class CycleGAN:
             if fn.compiled is None:
                 raise
             fn.fail(e)
-            out = fn(*args)
+            out = call(*args)
             opt.zero_grad(set_to_none=True)
             out[0].backward()
         opt.step()
@@ -870,7 +883,8 @@ class CycleGAN:
 # --------------------------------------------------------------------------- helpers
 def config_hash(cfg: TrainConfig, x: DomainData, y: DomainData, device: torch.device) -> str:
     """sha256 over the config, the device type, the subset ids and the exact pixels/CAMs."""
-    h = hashlib.sha256(json.dumps({**asdict(cfg), "device": device.type, "ckpt": CKPT_VERSION,
+    fields = {k: v for k, v in asdict(cfg).items() if k != "nproc"}   # resume works for any N
+    h = hashlib.sha256(json.dumps({**fields, "device": device.type, "ckpt": CKPT_VERSION,
                                    "torch": torch.__version__}, sort_keys=True).encode())
     for d in (x, y):
         h.update("\n".join(d.ids).encode())
@@ -983,6 +997,17 @@ def run_validation(model: CycleGAN, probe: Probe, monitor: RunMonitor, live: Any
         notify(f"step {step}: collapsing? " + "; ".join(reasons))
 
 
+class _NoLive:
+    """What ranks other than 0 log to: nothing (rank 0 logs the all-rank means)."""
+
+    step = 0
+    summary: dict[str, Any] = {}
+
+    def log_metric(self, *_: Any) -> None: ...
+    def make_summary(self) -> None: ...
+    def end(self) -> None: ...
+
+
 class _Stop(Exception):
     """Raised (tests only) to simulate a kill right after an epoch checkpoint."""
 
@@ -998,7 +1023,11 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     ``_stop_after_epochs`` (tests) raises :class:`_Stop` after that many epochs' checkpoints.
     """
     cfg = read_config(method, params)
-    device = pick_device(params.str("device", "auto"))
+    world = distributed.current()
+    if cfg.batch_size % world.size:
+        raise UserError(f"cyclegan.train.batch_size ({cfg.batch_size}) is the global batch: it must be a "
+                        f"multiple of the {world.size} training processes")
+    device = distributed.init(world, pick_device(params.str("device", "auto")))
     out_dir = out_dir or MODEL_ROOT / method
     live_dir = live_dir or LIVE_ROOT / method
     ckpt_dir = ckpt_dir or CKPT_ROOT / method
@@ -1007,7 +1036,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     who = f"train_cyclegan[{method}]"
 
     def notify(msg: str) -> None:
-        console.print(f"{who}: {msg}", markup=False, highlight=False, soft_wrap=True)
+        if world.main:
+            console.print(f"{who}: {msg}", markup=False, highlight=False, soft_wrap=True)
 
     seed_everything(cfg.seed)
     threads = set_threads(cfg.threads)
@@ -1029,11 +1059,12 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             d.cams = place(d.cams, device, budget)
         if d.dcams is not None:
             d.dcams = place(d.dcams, device, budget)
-    probe = make_probe(X.images, X.cams, Y.images, Y.cams, cfg.seed, to_model) if cfg.val_every else None
+    probe = (make_probe(X.images, X.cams, Y.images, Y.cams, cfg.seed, to_model)
+             if cfg.val_every and world.main else None)   # validation: rank 0 only
     monitor = RunMonitor()
 
     def new_model() -> CycleGAN:
-        m = CycleGAN(cfg, device, notify)
+        m = CycleGAN(cfg, device, notify, rank=world.rank)
         if cam_net is not None:
             m.set_cam_net(cam_net)
         return m
@@ -1065,19 +1096,24 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             sx.pos = sy.pos = 0
             seed_everything(cfg.seed)
     if ck is not None:
-        console.print(f"train_cyclegan[{method}]: resuming after epoch {start_epoch}/{cfg.epochs} "
-                      f"from {rel(ckpt_path)}", markup=False)
-    else:
+        notify(f"resuming after epoch {start_epoch}/{cfg.epochs} from {rel(ckpt_path)}")
+    elif world.main:
         for d in (samples_dir, live_dir):
             shutil.rmtree(d, ignore_errors=True)
     del ck
+    model.distribute(world)
+    if world.distributed:
+        notify(f"{world.size} processes (DDP, {'nccl' if device.type == 'cuda' else 'gloo'}), "
+               f"{cfg.batch_size // world.size} images per domain and rank per step")
 
-    live = open_live(live_dir, resume=start_epoch > 0)
+    live = open_live(live_dir, resume=start_epoch > 0) if world.main else _NoLive()
+    b_rank = cfg.batch_size // world.size
+    mine = slice(world.rank * b_rank, (world.rank + 1) * b_rank)  # this rank's disjoint share of each batch
     val_seconds = 0.0
     imgs_per_step = 2 * cfg.batch_size
     bar = Progress(TextColumn(f"train_cyclegan[{method}]", markup=False), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                   console=console, transient=True, disable=not progress)
+                   console=console, transient=True, disable=not (progress and world.main))
     with bar:
         task = bar.add_task("train", total=cfg.total_steps, completed=start_epoch * cfg.steps_per_epoch, info="")
         for epoch in range(start_epoch, cfg.epochs):
@@ -1089,8 +1125,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             n_acc, t_win, t_epoch = 0, time.perf_counter(), elapsed
             for s in range(cfg.steps_per_epoch):
                 step = epoch * cfg.steps_per_epoch + s
-                x, cx, dcx = _gather(X, sx.take(cfg.batch_size), device)
-                y, cy, dcy = _gather(Y, sy.take(cfg.batch_size), device)
+                x, cx, dcx = _gather(X, sx.take(cfg.batch_size)[mine], device)
+                y, cy, dcy = _gather(Y, sy.take(cfg.batch_size)[mine], device)
                 lr_used = model.opt_G.param_groups[0]["lr"]
                 losses, d_stats = model.step(x, y, cx, cy, dcx, dcy)
                 both = torch.cat([losses, d_stats])
@@ -1098,6 +1134,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                 ep_sum += both
                 n_acc += 1
                 if (s + 1) % cfg.log_every == 0 or s == cfg.steps_per_epoch - 1:
+                    distributed.all_mean(acc, world)                 # all ranks' images (a no-op for one)
                     mean = dict(zip(names, (acc / n_acc).tolist()))  # the one host read (sync) of the window
                     now = time.perf_counter()
                     elapsed += now - t_win  # training time: the windows' steps, not logging/samples/checkpoints
@@ -1119,19 +1156,22 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                 bar.update(task, advance=1)
             live.make_summary()
             n = cfg.steps_per_epoch
-            console.print(f"train_cyclegan[{method}] epoch {epoch + 1}/{cfg.epochs}: "
-                          + " ".join(f"{k} {v / n:.3f}" for k, v in zip(names, ep_sum.tolist()))
-                          + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s",
-                          markup=False, highlight=False, soft_wrap=True)
-            if (epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs:
+            distributed.all_mean(ep_sum, world)
+            if world.main:
+                console.print(f"train_cyclegan[{method}] epoch {epoch + 1}/{cfg.epochs}: "
+                              + " ".join(f"{k} {v / n:.3f}" for k, v in zip(names, ep_sum.tolist()))
+                              + f" | {n * imgs_per_step / max(elapsed - t_epoch, 1e-9):.1f} images/s",
+                              markup=False, highlight=False, soft_wrap=True)
+            if world.main and ((epoch + 1) % cfg.sample_every == 0 or epoch + 1 == cfg.epochs):
                 sample_picture(model, xs, ys, cxs, cys, samples_dir / f"epoch_{epoch + 1:03d}.png")
-            if epoch + 1 < cfg.epochs:
+            if epoch + 1 < cfg.epochs and world.main:
                 torch_save({"config_hash": chash, "epoch": epoch + 1, "elapsed": elapsed,
                             "model": model.state_dict(), "monitor": monitor.state_dict(), "stream_x": sx.pos, "stream_y": sy.pos,
                             "torch_rng": torch.get_rng_state(), "dvclive_step": live.step,
                             "files": _snapshot(mirrored)}, ckpt_path)
-                if _stop_after_epochs is not None and epoch + 1 >= _stop_after_epochs:
-                    raise _Stop(f"stopped after epoch {epoch + 1}")
+            if epoch + 1 < cfg.epochs and _stop_after_epochs is not None and epoch + 1 >= _stop_after_epochs:
+                distributed.shutdown(world)
+                raise _Stop(f"stopped after epoch {epoch + 1}")
 
     steps = cfg.total_steps
     n_images = steps * imgs_per_step
@@ -1141,7 +1181,11 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                "device": device.type, "precision": resolve_precision(device, cfg.precision),
                "threads": threads, "compile": model.compile_mode(),
                "compile_seconds": round(model.compile_seconds(), 3), "val_seconds": round(val_seconds, 3),
-               "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot, **monitor.summary()}
+               "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot, "nproc": world.size,
+               **monitor.summary()}
+    distributed.shutdown(world)
+    if not world.main:
+        return summary
     if summary["collapsed"]:
         notify("WARNING: this run looks collapsed (" + "; ".join(summary["collapse_reasons"])
                + "): its translations are likely noise; try cyclegan.train.diffaug, more data or fewer steps")
