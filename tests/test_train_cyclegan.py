@@ -545,3 +545,30 @@ def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
     p = _params()
     p.data["download"] = {"source": "synthetic", "synthetic": {"photo_like": True}}
     assert tc.training_data(p) == {"source": "synthetic", "photo_like": True}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_images_train_exactly_like_loaded_ones(dataset: dict[str, Path], tmp_path: Path,
+                                                         workers: int) -> None:
+    """preload_mb 0: the training images are read from disk by a DataLoader (FFHQ scale), with the
+    same batches, so the same weights, bit for bit; and the run resumes the same way."""
+    _run("proposed", dataset, tmp_path / "mem")
+    p = _params(preload_mb=0, loader_workers=workers)
+    with pytest.raises(tc._Stop):
+        _run("proposed", dataset, tmp_path / "disk", p, _stop_after_epochs=1)
+    _run("proposed", dataset, tmp_path / "disk", p)
+    want, got = _weights(tmp_path / "mem" / "model"), _weights(tmp_path / "disk" / "model")
+    for net in want:
+        for k in want[net]:
+            assert torch.equal(want[net][k], got[net][k]), (net, k)
+
+
+def test_streamed_images_of_mixed_sizes_are_one_line_error(tmp_path: Path) -> None:
+    from face2anime.data.images import ImageFiles
+
+    for i, s in enumerate((32, 32, 40)):
+        Image.new("RGB", (s, s)).save(tmp_path / f"{i}.png")
+    with pytest.raises(UserError, match="do not share one size"):
+        ImageFiles([f"{i}.png" for i in range(3)], tmp_path)
+    ds = ImageFiles(["0.png", "1.png"], tmp_path)
+    assert ds.shape == (2, 3, 32, 32) and ds.stack([1, 0]).shape == (2, 3, 32, 32) and ds[1][1] == 1

@@ -50,6 +50,52 @@ def load_images(files: list[str] | pd.Series, data_dir: Path = RESIZED_DIR) -> t
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
+class ImageFiles(torch.utils.data.Dataset):
+    """The images of ``files`` (under ``data_dir``), read from disk when asked for: a training
+    set that is never held in memory as a whole (FFHQ-scale data).
+
+    ``ds[i]`` is ``(uint8 [3, H, W], i)`` (a :class:`torch.utils.data.DataLoader` batches it);
+    :meth:`stack` reads several at once; ``shape`` is ``(n, 3, H, W)`` like a loaded tensor's.
+    All images must share one size: checked up front from the file headers, a one-line error.
+    """
+
+    def __init__(self, files: list[str] | pd.Series, data_dir: Path = RESIZED_DIR):
+        self.paths = [Path(data_dir) / f for f in files]
+        sizes = set()
+        for p in self.paths:
+            with Image.open(p) as im:        # reads the header only
+                sizes.add(im.size)
+        if len(sizes) > 1:
+            raise UserError(f"images in {data_dir} do not share one size ({', '.join(map(str, sorted(sizes)[:3]))}"
+                            "...); re-run the resize stage")
+        w, h = sizes.pop() if sizes else (1, 1)
+        self.shape = (len(self.paths), 3, h, w)
+        self.dtype = torch.uint8
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.paths[i]) as im:
+            arr = np.array(im.convert("RGB"))   # a writable copy
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), i
+
+    def stack(self, idx: Any) -> torch.Tensor:
+        """uint8 ``[len(idx), 3, H, W]`` of the images at ``idx`` (ints, a range or a tensor)."""
+        items = [self[int(i)][0] for i in idx]
+        return torch.stack(items) if items else torch.zeros((0, *self.shape[1:]), dtype=torch.uint8)
+
+    def digest(self, h: Any) -> None:
+        """Feed every file's bytes to the hash ``h`` (one file in memory at a time)."""
+        for p in self.paths:
+            h.update(p.read_bytes())
+
+
+def gather_rows(images: torch.Tensor | ImageFiles, idx: Any) -> torch.Tensor:
+    """``images[idx]`` for a loaded tensor or an :class:`ImageFiles` set."""
+    return images.stack(idx) if isinstance(images, ImageFiles) else images[idx]
+
+
 def load_split(manifest: pd.DataFrame, domain: str, split: str | None,
                data_dir: Path = RESIZED_DIR) -> tuple[pd.DataFrame, torch.Tensor]:
     """(rows, uint8 images ``[N, 3, H, W]``) of one domain/split."""

@@ -32,6 +32,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from face2anime.data.images import gather_rows
+
 PATCH = 7
 N_PATCHES = 2048
 N_DIRS = 64
@@ -110,8 +112,9 @@ def make_probe(x_imgs: torch.Tensor, x_cams: torch.Tensor | None, y_imgs: torch.
     xs, xr = split(len(x_imgs), 1)
     ys, yr = split(len(y_imgs), 2)
     xf = lambda t: to_model(t.cpu())  # noqa: E731
-    p = Probe(xf(x_imgs[xs]), None if x_cams is None else x_cams[xs].cpu().float(), xf(y_imgs[ys]),
-              None if y_cams is None else y_cams[ys].cpu().float(), xf(x_imgs[xr]), xf(y_imgs[yr]))
+    p = Probe(xf(gather_rows(x_imgs, xs)), None if x_cams is None else x_cams[xs].cpu().float(),
+              xf(gather_rows(y_imgs, ys)), None if y_cams is None else y_cams[ys].cpu().float(),
+              xf(gather_rows(x_imgs, xr)), xf(gather_rows(y_imgs, yr)))
     p.base = {"xy": swd(p.x, p.y_ref), "yx": swd(p.y, p.x_ref)}
     return p
 

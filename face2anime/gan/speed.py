@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import torch
 
+from face2anime.data.images import ImageFiles
+
 #: where inductor keeps compiled kernels (ignored by git and DVC); relative to the project root (cwd)
 CACHE_DIR = Path(".cache/torchinductor")
 
@@ -112,7 +114,10 @@ def place(images: torch.Tensor, device: torch.device, budget: int) -> torch.Tens
 
 
 def take(images: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``images[idx]`` on ``device``: an index on the device, or a pinned gather + async copy."""
+    """``images[idx]`` on ``device``: an index on the device, or a pinned gather + async copy
+    (:class:`~face2anime.data.images.ImageFiles`: read from disk)."""
+    if isinstance(images, ImageFiles):
+        return images.stack(idx).to(device)
     if images.device == device:
         return images[idx.to(device)]
     batch = torch.empty((len(idx), *images.shape[1:]), dtype=images.dtype, pin_memory=True)

@@ -63,7 +63,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,8 @@ from face2anime.core.runtime import (
 )
 from face2anime.data.images import (
     RESIZED_DIR,
+    ImageFiles,
+    gather_rows,
     load_images,
     read_manifest,
     rows,
@@ -178,6 +180,8 @@ class TrainConfig:
     fuse_passes: bool = False    # one call per network where inputs share its weights
     threads: int = 0             # intra-op threads (0 = torch's default: all cores)
     nproc: int = 1               # processes (DDP) that dvc repro launches with torchrun (issue 15)
+    preload_mb: int = 1024       # training images up to this size are loaded into memory, larger sets stream
+    loader_workers: int = 2      # DataLoader processes that read streamed images
     # small data and monitoring (issue 11), the discriminator's CAM (issue 13)
     diffaug: str = ""            # DiffAugment policies for D's inputs: "" or e.g. "color,translation,cutout"
     d_cam: str = "source"        # source | self | none: the CAM multiplied into D's features (attention methods)
@@ -315,6 +319,8 @@ def read_config(method: str, params: Params) -> TrainConfig:
         fuse_passes=params.bool(c + "fuse_passes", D.fuse_passes),
         threads=params.int(c + "threads", D.threads, lo=0),
         nproc=params.int(c + "nproc", D.nproc, lo=1),
+        preload_mb=params.int(c + "preload_mb", D.preload_mb, lo=0),
+        loader_workers=params.int(c + "loader_workers", D.loader_workers, lo=0),
         diffaug=params.str(c + "diffaug", D.diffaug),
         d_cam=params.str(c + "d_cam", D.d_cam, choices=D_CAMS),
         snapshot=params.str(c + "snapshot", D.snapshot, choices=SNAPSHOTS),
@@ -345,7 +351,7 @@ class DomainData:
     ``[n, 1, d, d]`` (see :func:`d_feature_size`); set by :func:`prepare_dcams`."""
 
     ids: list[str]
-    images: torch.Tensor
+    images: torch.Tensor | ImageFiles   # ImageFiles: streamed from disk (cyclegan.train.preload_mb)
     cams: torch.Tensor | None
     dcams: torch.Tensor | None = None
 
@@ -403,12 +409,14 @@ def load_cams(cam_dir: Path, domain: str) -> dict[str, np.ndarray]:
         ids, cams = z["ids"], z["cams"]
     if cams.ndim != 3 or len(ids) != len(cams):
         raise UserError(f"{path}: expected ids [N] and cams [N, h, w], got {ids.shape} and {cams.shape}")
-    return {str(i): c.astype(np.float32) for i, c in zip(ids, cams)}
+    return {str(i): c for i, c in zip(ids, cams)}   # as stored (float16): no float32 copy of every CAM
 
 
 def domain_data(manifest: pd.DataFrame, ids: list[str], data_dir: Path,
-                cams: dict[str, np.ndarray] | None, domain: str) -> DomainData:
-    """Load the images (and CAMs) of ``ids`` (in that order) of ``domain``."""
+                cams: dict[str, np.ndarray] | None, domain: str, preload_mb: int = 1 << 40) -> DomainData:
+    """The images (and CAMs) of ``ids`` (in that order) of ``domain``: loaded into one uint8
+    tensor when they take at most ``preload_mb`` MiB, else an :class:`ImageFiles` set read
+    from disk during training (the CAMs then stay float16, as stored)."""
     by_id = rows(manifest, domain, "train").set_index("id")
     files = by_id.loc[ids, "file"].tolist()
     missing = [f for f in files if not (data_dir / f).is_file()]
@@ -416,7 +424,9 @@ def domain_data(manifest: pd.DataFrame, ids: list[str], data_dir: Path,
         raise UserError(f"{len(missing)} {domain} training images are missing (e.g. {data_dir / missing[0]}); "
                         "re-run the resize stage")
     try:
-        images = load_images(files, data_dir)
+        images: torch.Tensor | ImageFiles = ImageFiles(files, data_dir)
+        if np.prod(images.shape) <= preload_mb * 2 ** 20:
+            images = load_images(files, data_dir)
     except ValueError as e:  # np.stack of differently sized images
         raise UserError(f"{domain} training images in {data_dir} do not share one size ({e}); re-run resize") from None
     cam_t = None
@@ -426,7 +436,8 @@ def domain_data(manifest: pd.DataFrame, ids: list[str], data_dir: Path,
             raise UserError(f"no CAM for {len(lacking)} {domain} training images (e.g. {lacking[0]}); "
                             "re-run the cam stage (dvc repro cam)")
         arr = np.stack([cams[i] for i in ids])
-        cam_t = torch.from_numpy(np.clip(arr, 0.0, 1.0)).unsqueeze(1).float()
+        cam_t = torch.from_numpy(np.clip(arr, 0.0, 1.0)).unsqueeze(1)
+        cam_t = cam_t.half() if isinstance(images, ImageFiles) else cam_t.float()
     return DomainData(ids, images, cam_t)
 
 
@@ -448,8 +459,8 @@ def load_training_data(cfg: TrainConfig, data_dir: Path, cam_dir: Path,
         x_ids = read_selected(select_csv, set(human_ids), cfg.max_images)
     cams_x = load_cams(cam_dir, "human") if cfg.attention else None
     cams_y = load_cams(cam_dir, "character") if cfg.attention else None
-    x = domain_data(manifest, x_ids, data_dir, cams_x, "human")
-    y = domain_data(manifest, char_ids, data_dir, cams_y, "character")
+    x = domain_data(manifest, x_ids, data_dir, cams_x, "human", cfg.preload_mb)
+    y = domain_data(manifest, char_ids, data_dir, cams_y, "character", cfg.preload_mb)
     size = tuple(x.images.shape[-2:])
     if tuple(y.images.shape[-2:]) != size or size[0] != size[1] or size[0] % 4 or size[0] < 24:
         raise UserError(f"training images must be square, the same size in both domains, divisible by 4 and "
@@ -883,14 +894,18 @@ class CycleGAN:
 # --------------------------------------------------------------------------- helpers
 def config_hash(cfg: TrainConfig, x: DomainData, y: DomainData, device: torch.device) -> str:
     """sha256 over the config, the device type, the subset ids and the exact pixels/CAMs."""
-    fields = {k: v for k, v in asdict(cfg).items() if k != "nproc"}   # resume works for any N
+    # resume works for any N and any number of loader processes
+    fields = {k: v for k, v in asdict(cfg).items() if k not in ("nproc", "loader_workers")}
     h = hashlib.sha256(json.dumps({**fields, "device": device.type, "ckpt": CKPT_VERSION,
                                    "torch": torch.__version__}, sort_keys=True).encode())
     for d in (x, y):
         h.update("\n".join(d.ids).encode())
-        h.update(d.images.numpy().tobytes())
+        if isinstance(d.images, ImageFiles):
+            d.images.digest(h)               # the files, one at a time
+        else:
+            h.update(d.images.numpy().tobytes())
         if d.cams is not None:
-            h.update(d.cams.numpy().tobytes())
+            h.update(d.cams.float().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -939,9 +954,32 @@ def _gather(d: DomainData, idx: torch.Tensor, device: torch.device
             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(images in [-1, 1], G's CAMs, D's CAMs) of the batch ``idx`` on ``device``."""
     x = to_model(take(d.images, idx, device))
-    c = None if d.cams is None else take(d.cams, idx, device)
+    c = None if d.cams is None else take(d.cams, idx, device).float()
     dc = None if d.dcams is None else take(d.dcams, idx, device)
     return x, c, dc
+
+
+def epoch_batches(d: DomainData, stream: "IndexStream", steps: int, batch: int, mine: slice,
+                  device: torch.device, workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None,
+                                                                         torch.Tensor | None]]:
+    """The ``steps`` batches of one epoch for this rank, as :func:`_gather` gives them.
+
+    Loaded images are indexed in memory. Streamed ones (:class:`ImageFiles`) are read by a
+    :class:`~torch.utils.data.DataLoader` with ``workers`` processes that reads ahead; the
+    batches are the same: the index stream is drawn for the whole epoch first (so a checkpoint
+    at the epoch's end holds the same stream position either way)."""
+    if not isinstance(d.images, ImageFiles):
+        for _ in range(steps):
+            yield _gather(d, stream.take(batch)[mine], device)
+        return
+    plan = [stream.take(batch)[mine].tolist() for _ in range(steps)]
+    loader = torch.utils.data.DataLoader(d.images, batch_sampler=plan, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    for images, idx in loader:
+        x = to_model(images.to(device, non_blocking=True))
+        c = None if d.cams is None else take(d.cams, idx, device).float()
+        dc = None if d.dcams is None else take(d.dcams, idx, device)
+        yield x, c, dc
 
 
 def read_checkpoint(path: Path, chash: str, who: str, console: Console) -> dict[str, Any] | None:
@@ -976,8 +1014,8 @@ def load_cam_net(classifier_dir: Path) -> nn.Module:
 def self_cams(net: nn.Module, images: torch.Tensor, label: int, size: int, batch: int = 256) -> torch.Tensor:
     """The classifier's CAM (see :mod:`face2anime.gan.dcam`) of uint8 ``images`` for ``label``:
     ``[n, 1, size, size]`` on the CPU, fp32."""
-    return torch.cat([dcam.self_cam(net, to_model(images[i:i + batch]), label, size)
-                      for i in range(0, len(images), batch)])
+    return torch.cat([dcam.self_cam(net, to_model(gather_rows(images, range(i, min(i + batch, len(images))))),
+                                    label, size) for i in range(0, len(images), batch)])
 
 
 def run_validation(model: CycleGAN, probe: Probe, monitor: RunMonitor, live: Any, step: int,
@@ -1054,7 +1092,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             prepare_dcams(d, size)   # D's CAMs resized once, not on every forward
         elif cam_net is not None and not cfg.diffaug:
             d.dcams = self_cams(cam_net, d.images, label, d_feature_size(size))  # the real images' own, once
-        d.images = place(d.images, device, budget)
+        if not isinstance(d.images, ImageFiles):
+            d.images = place(d.images, device, budget)
         if d.cams is not None:
             d.cams = place(d.cams, device, budget)
         if d.dcams is not None:
@@ -1123,10 +1162,12 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
             acc = torch.zeros(len(names), dtype=torch.float64, device=device)
             ep_sum = torch.zeros_like(acc)
             n_acc, t_win, t_epoch = 0, time.perf_counter(), elapsed
+            bx = epoch_batches(X, sx, cfg.steps_per_epoch, cfg.batch_size, mine, device, cfg.loader_workers)
+            by = epoch_batches(Y, sy, cfg.steps_per_epoch, cfg.batch_size, mine, device, cfg.loader_workers)
             for s in range(cfg.steps_per_epoch):
                 step = epoch * cfg.steps_per_epoch + s
-                x, cx, dcx = _gather(X, sx.take(cfg.batch_size)[mine], device)
-                y, cy, dcy = _gather(Y, sy.take(cfg.batch_size)[mine], device)
+                x, cx, dcx = next(bx)
+                y, cy, dcy = next(by)
                 lr_used = model.opt_G.param_groups[0]["lr"]
                 losses, d_stats = model.step(x, y, cx, cy, dcx, dcy)
                 both = torch.cat([losses, d_stats])
