@@ -33,6 +33,10 @@ def test_bench_rows_and_json(tmp_path: Path, monkeypatch) -> None:
         if r["path"] == "eager fp32":
             assert r["x_eager_fp32"] == 1.0
     json.dumps(out)
+    ms = {r["method"]: r["ms_per_step"] for r in rows if r["profile"] == "paper" and r["path"] == "pipeline"}
+    est = out["paper_estimate"]
+    assert abs(est["baseline_h"] - ms["plain"] * 50000 / 3.6e6) < 0.01 + 1e-9 * ms["plain"]
+    assert abs(est["total_h"] - est["baseline_h"] - est["proposed_h"]) < 0.011
     console = Console(file=open(tmp_path / "table.txt", "w"), width=140)
     bench.print_table(out, console)
     console.file.close()

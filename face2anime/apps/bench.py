@@ -246,7 +246,24 @@ def run_bench(p: Params, which: list[str], methods: list[str], steps: dict[str, 
     return {"device": device.type, "threads": threads, "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(), "peak_gflop_per_s": {k: None if v is None else
                                                                                  round(v, 1) for k, v in peak.items()},
-            "rows": rows}
+            "rows": rows, "paper_estimate": paper_estimate(rows)}
+
+
+#: the paper's training length: 100 epochs of 500 steps (batch 1) per method
+PAPER_STEPS = 100 * 500
+
+
+def paper_estimate(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Estimated training hours of the paper profile on this machine, from the pipeline rows
+    (baseline = plain, proposed = attention networks): ``{"baseline_h", "proposed_h", "total_h"}``."""
+    ms = {r["method"]: r["ms_per_step"] for r in rows if r["profile"] == "paper" and r["path"] == "pipeline"}
+    if not ms:
+        return None
+    base = ms.get("plain", ms.get("attention"))
+    prop = ms.get("attention", base)
+    h = {"baseline_h": base * PAPER_STEPS / 3.6e6, "proposed_h": prop * PAPER_STEPS / 3.6e6}
+    h["total_h"] = h["baseline_h"] + h["proposed_h"]
+    return {k: round(v, 2) for k, v in h.items()}
 
 
 def print_table(result: dict[str, Any], console: Console) -> None:
@@ -294,6 +311,11 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
     result = run_bench(p, profile, method, {"quick": steps, "paper": paper_steps}, rounds,
                        console, fast)
     print_table(result, console)
+    est = result["paper_estimate"]
+    if est:
+        console.print(f"paper profile on this machine (100 epochs x 500 steps, 256 px, 64 channels, batch 1, "
+                      f"pipeline path): about {est['baseline_h']:.1f} h for baseline + {est['proposed_h']:.1f} h "
+                      f"for proposed = {est['total_h']:.1f} h of training", highlight=False)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
