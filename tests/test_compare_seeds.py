@@ -131,3 +131,13 @@ def test_kid_test_matches_mmd_and_detects_a_shift() -> None:
     same = _kid_test([{"features": {"baseline": feats["baseline"], "proposed": feats["baseline"]}}],
                      "baseline", "proposed", 100, 100, 0)
     assert same["ci_low"] == same["ci_high"] == 0.0 and same["p"] == 1.0
+
+
+def test_seeds_output_name_must_be_a_plain_file_name(tmp_path) -> None:
+    import pytest
+
+    from face2anime.apps.seeds import run_seeds
+    from face2anime.core.params import UserError
+
+    with pytest.raises(UserError, match="--out must be a plain file name"):
+        run_seeds(tmp_path / "params.yaml", out_name="../x")

@@ -572,3 +572,18 @@ def test_streamed_images_of_mixed_sizes_are_one_line_error(tmp_path: Path) -> No
         ImageFiles([f"{i}.png" for i in range(3)], tmp_path)
     ds = ImageFiles(["0.png", "1.png"], tmp_path)
     assert ds.shape == (2, 3, 32, 32) and ds.stack([1, 0]).shape == (2, 3, 32, 32) and ds[1][1] == 1
+
+
+def test_load_images_is_nchw_and_refuses_mixed_sizes(tmp_path: Path) -> None:
+    from face2anime.data.images import load_images
+
+    rng = np.random.default_rng(1)
+    arrays = [rng.integers(0, 256, (8, 12, 3), dtype=np.uint8) for _ in range(3)]
+    for i, a in enumerate(arrays):
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+    x = load_images([f"{i}.png" for i in range(3)], tmp_path)
+    assert x.shape == (3, 3, 8, 12) and x.is_contiguous()
+    assert torch.equal(x, torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+    Image.new("RGB", (9, 9)).save(tmp_path / "odd.png")
+    with pytest.raises(ValueError, match="odd.png is 9x9 px"):
+        load_images(["0.png", "odd.png"], tmp_path)

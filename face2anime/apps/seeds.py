@@ -17,6 +17,7 @@ is a two-way bootstrap over seeds and test images. It writes ``metrics/seeds.jso
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,18 @@ def aggregate(methods: list[str], reference: str, candidate: str, experiments: l
 
 
 def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None = None,
-              metrics_dir: Path = Path("metrics"), reports_dir: Path = Path("reports")) -> dict:
+              metrics_dir: Path = Path("metrics"), reports_dir: Path = Path("reports"),
+              reference: str | None = None, candidate: str | None = None, workspace: bool = True,
+              out_name: str = "seeds") -> dict:
+    """The paired comparison of ``candidate`` with ``reference`` (default: ``compare.*``) over the
+    workspace (unless ``workspace`` is False) and the chosen finished experiments; writes
+    ``metrics/OUT_NAME.json`` and ``reports/OUT_NAME.md``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", out_name):
+        raise UserError(f"seeds: --out must be a plain file name (letters, digits, _ . -), got {out_name!r}")
     p = load_params(params_file)
-    methods = list(p.dict("cyclegan.methods"))
-    reference, candidate = p.str("compare.reference"), p.str("compare.candidate")
+    reference = reference or p.str("compare.reference")
+    candidate = candidate or p.str("compare.candidate")
+    methods = [reference, candidate]
     exps = finished_experiments()
     if names:
         missing = sorted(set(names) - {e["name"] for e in exps})
@@ -89,13 +98,13 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
     seeds = {e["params"].get(SEED_KEY) for e in chosen}
     if len(seeds) != len(chosen):
         raise UserError("seeds: two experiments share a seed; name the ones to use with --exp")
-    table, labels = aggregate(methods, reference, candidate, chosen,
+    table, labels = aggregate(methods, reference, candidate, chosen, include_workspace=workspace,
                               n_boot=p.int("compare.bootstrap", lo=100), n_perm=p.int("compare.permutations", lo=100))
-    write_json(metrics_dir / "seeds.json", {"runs": labels, "reference": reference, "candidate": candidate,
-                                            "metrics": table})
+    write_json(metrics_dir / f"{out_name}.json", {"runs": labels, "reference": reference, "candidate": candidate,
+                                                  "metrics": table})
     md = (f"# {candidate} vs {reference} over {len(labels)} training seeds\n\nRuns: {', '.join(labels)}. "
           "CIs: two-way bootstrap over seeds and test images.\n\n" + markdown(table, methods, reference, candidate))
-    write_text(reports_dir / "seeds.md", md)
+    write_text(reports_dir / f"{out_name}.md", md)
     Console().print(md, highlight=False)
     return table
 
@@ -103,6 +112,11 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
 def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to use (default: every finished "
                                        "experiment of this commit that differs from the workspace only in "
                                        "cyclegan.train.seed)"),
+         reference: str = typer.Option(None, help="reference method (default: compare.reference)"),
+         candidate: str = typer.Option(None, help="candidate method (default: compare.candidate)"),
+         workspace: bool = typer.Option(True, "--workspace/--no-workspace",
+                                        help="include the workspace's own run (seed 0)"),
+         out: str = typer.Option("seeds", help="writes metrics/OUT.json and reports/OUT.md"),
          params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
     """Paired comparison over the workspace and finished seed experiments (metrics/seeds.json)."""
-    run_seeds(params, exp or None)
+    run_seeds(params, exp or None, reference=reference, candidate=candidate, workspace=workspace, out_name=out)

@@ -40,14 +40,22 @@ def rows(manifest: pd.DataFrame, domain: str, split: str | None = None) -> pd.Da
 
 
 def load_images(files: list[str] | pd.Series, data_dir: Path = RESIZED_DIR) -> torch.Tensor:
-    """Load RGB PNGs as a uint8 tensor ``[N, 3, H, W]`` (all must share one size)."""
-    arrays = []
-    for f in files:
-        with Image.open(data_dir / f) as im:
-            arrays.append(np.asarray(im.convert("RGB")))
-    if not arrays:
+    """Load RGB PNGs as a uint8 tensor ``[N, 3, H, W]`` (all must share one size; ValueError
+    otherwise). Decoded straight into one preallocated array: the peak memory is the result's."""
+    files = list(files)
+    if not files:
         return torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    out: np.ndarray | None = None
+    for i, f in enumerate(files):
+        with Image.open(data_dir / f) as im:
+            arr = np.asarray(im.convert("RGB"))
+        if out is None:
+            out = np.empty((len(files), arr.shape[2], arr.shape[0], arr.shape[1]), dtype=np.uint8)
+        elif arr.shape[:2] != out.shape[2:]:
+            raise ValueError(f"{f} is {arr.shape[1]}x{arr.shape[0]} px, the first image "
+                             f"{out.shape[3]}x{out.shape[2]}")
+        out[i] = arr.transpose(2, 0, 1)
+    return torch.from_numpy(out)
 
 
 class ImageFiles(torch.utils.data.Dataset):

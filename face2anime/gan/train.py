@@ -180,7 +180,7 @@ class TrainConfig:
     fuse_passes: bool = False    # one call per network where inputs share its weights
     threads: int = 0             # intra-op threads (0 = torch's default: all cores)
     nproc: int = 1               # processes (DDP) that dvc repro launches with torchrun (issue 15)
-    preload_mb: int = 1024       # training images up to this size are loaded into memory, larger sets stream
+    preload_mb: int = 256        # training images up to this size are loaded into memory, larger sets stream
     loader_workers: int = 2      # DataLoader processes that read streamed images
     # small data and monitoring (issue 11), the discriminator's CAM (issue 13)
     diffaug: str = ""            # DiffAugment policies for D's inputs: "" or e.g. "color,translation,cutout"
