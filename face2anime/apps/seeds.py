@@ -31,14 +31,16 @@ from face2anime.evaluation.compare import load_run, markdown, paired_comparison
 SEED_KEY = "cyclegan.train.seed"
 
 
-def finished_experiments(repo: str = ".") -> list[dict[str, Any]]:
-    """Finished experiments of the current commit: ``[{name, rev, params (flat)}]``."""
+def finished_experiments(repo: str = ".", all_commits: bool = False) -> list[dict[str, Any]]:
+    """Finished experiments of the current commit (or of every commit):
+    ``[{name, rev, params (flat)}]``."""
     from dvc.repo import Repo
 
     with Repo(repo) as r:
         baseline = r.scm.get_rev()
+        listed = r.experiments.ls(all_commits=True) if all_commits else r.experiments.ls(rev=baseline)
         found = []
-        for ref_info in r.experiments.ls(rev=baseline).get(baseline, []):
+        for ref_info in [e for commit in listed for e in listed[commit]] if all_commits else listed.get(baseline, []):
             name, rev = ref_info if isinstance(ref_info, tuple) else (ref_info, None)
             if rev is None:
                 continue
@@ -75,7 +77,7 @@ def aggregate(methods: list[str], reference: str, candidate: str, experiments: l
 def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None = None,
               metrics_dir: Path = Path("metrics"), reports_dir: Path = Path("reports"),
               reference: str | None = None, candidate: str | None = None, workspace: bool = True,
-              out_name: str = "seeds") -> dict:
+              out_name: str = "seeds", all_commits: bool = False) -> dict:
     """The paired comparison of ``candidate`` with ``reference`` (default: ``compare.*``) over the
     workspace (unless ``workspace`` is False) and the chosen finished experiments; writes
     ``metrics/OUT_NAME.json`` and ``reports/OUT_NAME.md``."""
@@ -85,12 +87,12 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
     reference = reference or p.str("compare.reference")
     candidate = candidate or p.str("compare.candidate")
     methods = [reference, candidate]
-    exps = finished_experiments()
+    exps = finished_experiments(all_commits=all_commits)
     if names:
         missing = sorted(set(names) - {e["name"] for e in exps})
         if missing:
-            raise UserError(f"seeds: no finished experiment named {', '.join(missing)} on this commit "
-                            "(see `dvc exp show`)")
+            raise UserError(f"seeds: no finished experiment named {', '.join(missing)} on "
+                            f"{'any' if all_commits else 'this'} commit (see `dvc exp show`)")
         chosen = [e for e in exps if e["name"] in names]
     else:
         here = flat_items(p.data)
@@ -117,6 +119,9 @@ def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to us
          workspace: bool = typer.Option(True, "--workspace/--no-workspace",
                                         help="include the workspace's own run (seed 0)"),
          out: str = typer.Option("seeds", help="writes metrics/OUT.json and reports/OUT.md"),
+         all_commits: bool = typer.Option(False, "--all-commits", help="also experiments based on other commits "
+                                          "(results of other code: use it knowingly)"),
          params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
     """Paired comparison over the workspace and finished seed experiments (metrics/seeds.json)."""
-    run_seeds(params, exp or None, reference=reference, candidate=candidate, workspace=workspace, out_name=out)
+    run_seeds(params, exp or None, reference=reference, candidate=candidate, workspace=workspace, out_name=out,
+              all_commits=all_commits)
