@@ -117,7 +117,7 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     head = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip()
     run([DVC, "exp", "run", "--queue", "-n", "seed-1", "-S", "cyclegan.train.seed=1"], project)
     run([DVC, "exp", "run", "--queue", "-n", "no-idt", "-S", "cyclegan.train.lambda_idt=0.0"], project)
-    run([DVC, "exp", "run", "--run-all", "-j", "1"], project)
+    run([DVC, "exp", "run", "--run-all", "-j", "2"], project)   # two workers: one per core
     assert run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip() == head != "HEAD"
     assert run(["git", "status", "--porcelain", "--untracked-files=no"], project).stdout == ""
     # named experiments compare with plain `dvc metrics diff`, every metric
