@@ -950,10 +950,11 @@ def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: tor
     save_image(to_pil(grid * 2 - 1), path)
 
 
-def _gather(d: DomainData, idx: torch.Tensor, device: torch.device
+def _gather(d: DomainData, idx: torch.Tensor, device: torch.device, images: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(images in [-1, 1], G's CAMs, D's CAMs) of the batch ``idx`` on ``device``."""
-    x = to_model(take(d.images, idx, device))
+    """(images in [-1, 1], G's CAMs, D's CAMs) of the batch ``idx`` on ``device``; ``images``:
+    the batch's uint8 images when they were already read (a DataLoader's)."""
+    x = to_model(take(d.images, idx, device) if images is None else images.to(device, non_blocking=True))
     c = None if d.cams is None else take(d.cams, idx, device).float()
     dc = None if d.dcams is None else take(d.dcams, idx, device)
     return x, c, dc
@@ -976,10 +977,7 @@ def epoch_batches(d: DomainData, stream: "IndexStream", steps: int, batch: int, 
     loader = torch.utils.data.DataLoader(d.images, batch_sampler=plan, num_workers=workers,
                                          pin_memory=device.type == "cuda")
     for images, idx in loader:
-        x = to_model(images.to(device, non_blocking=True))
-        c = None if d.cams is None else take(d.cams, idx, device).float()
-        dc = None if d.dcams is None else take(d.dcams, idx, device)
-        yield x, c, dc
+        yield _gather(d, idx, device, images)
 
 
 def read_checkpoint(path: Path, chash: str, who: str, console: Console) -> dict[str, Any] | None:
