@@ -40,7 +40,7 @@ def finished_experiments(repo: str = ".", all_commits: bool = False) -> list[dic
         baseline = r.scm.get_rev()
         listed = r.experiments.ls(all_commits=True) if all_commits else r.experiments.ls(rev=baseline)
         found = []
-        for ref_info in [e for commit in listed for e in listed[commit]] if all_commits else listed.get(baseline, []):
+        for ref_info in [e for refs in listed.values() for e in refs]:   # {commit: [(name, rev), ...]}
             name, rev = ref_info if isinstance(ref_info, tuple) else (ref_info, None)
             if rev is None:
                 continue
