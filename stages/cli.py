@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "gpu-check": "face2anime.apps.gpu_check",
     "rss-check": "face2anime.apps.rsscheck",
     "serve": "face2anime.apps.serve",
+    "profile": "face2anime.apps.profile",
+    "face-check": "face2anime.apps.facecheck",
 }
 
 

@@ -171,7 +171,7 @@ def score_humans(rows: pd.DataFrame, x: torch.Tensor, cams: np.ndarray) -> pd.Da
     focus, source = [], []
     for i, (_, row) in enumerate(rows.iterrows()):
         boxes = manifest_boxes(row)
-        src = "manifest"
+        src = str(row["boxes_from"]) if isinstance(row.get("boxes_from"), str) and row["boxes_from"] else "manifest"
         if boxes is None:
             aligned = is_aligned(row["aligned"]) if "aligned" in row.index else ALIGNED_DEFAULT
             boxes = detected_boxes(x[i], aligned)

@@ -2,7 +2,8 @@
 
 Reads ``data/cam/scores.csv`` only, so changing ``select.*`` re-runs nothing upstream.
 Keeps human train images with ``part_focus >= select.threshold``, best first (ties broken
-by id), at most ``select.max_images`` (the paper used 500). Fewer than
+by id), at most ``select.max_images`` (the paper used 500) and at most ``select.share`` of
+the candidates (for data sets whose size a fixed count cannot anticipate). Fewer than
 ``select.min_images`` is an error that shows the score distribution.
 
 Outputs ``data/select/selected.csv`` (id, part_focus, rank) and ``metrics/select.json``
@@ -19,7 +20,7 @@ from rich.console import Console
 
 from face2anime.core.io import rel, save_csv, write_json
 from face2anime.core.params import Params, UserError
-from face2anime.data.images import is_clean
+from face2anime.data.images import is_clean, subset_size
 
 SCORES = Path("data/cam/scores.csv")
 SELECTED = Path("data/select/selected.csv")
@@ -30,14 +31,16 @@ def quantiles(s: pd.Series) -> dict[str, float]:
     return {f"q{int(q * 100):02d}": round(float(s.quantile(q)), 4) for q in QUANTILES}
 
 
-def select(scores: pd.DataFrame, threshold: float, max_images: int, min_images: int) -> pd.DataFrame:
-    """Rows with ``part_focus >= threshold``, best first (ties by id), capped at ``max_images``.
+def select(scores: pd.DataFrame, threshold: float, max_images: int, min_images: int,
+           share: float = 1.0) -> pd.DataFrame:
+    """Rows with ``part_focus >= threshold``, best first (ties by id), capped at
+    :func:`~face2anime.data.images.subset_size` (``max_images``, ``share`` of the candidates).
 
     Raises :class:`UserError` (with the score distribution) when fewer than ``min_images`` pass.
     """
     passing = scores[scores["part_focus"] >= threshold]
     ranked = passing.sort_values(["part_focus", "id"], ascending=[False, True], kind="mergesort")
-    chosen = ranked.head(max_images).reset_index(drop=True)
+    chosen = ranked.head(subset_size(len(scores), max_images, share)).reset_index(drop=True)
     if len(chosen) < min_images:
         q = ", ".join(f"{k}={v:.3f}" for k, v in quantiles(scores["part_focus"]).items())
         n_at = int((scores["part_focus"] >= threshold).sum())
@@ -68,14 +71,16 @@ def run_select(params: Params, scores_csv: Path = SCORES, out_csv: Path = SELECT
     threshold = params.float("select.threshold", lo=0.0, hi=1.0)
     max_images = params.int("select.max_images", lo=1)
     min_images = params.int("select.min_images", lo=1)
+    share = params.float("select.share", lo=0.0, hi=1.0)
     if min_images > max_images:
         raise UserError(f"params.yaml: select.min_images ({min_images}) exceeds select.max_images ({max_images})")
     if not scores_csv.is_file():
         raise UserError(f"{scores_csv} not found: run the cam stage first")
     scores = pd.read_csv(scores_csv, dtype={"id": str, "hard_kind": str})
-    chosen = select(scores, threshold, max_images, min_images)
+    chosen = select(scores, threshold, max_images, min_images, share)
     save_csv(chosen, out_csv)
     m = select_metrics(scores, chosen, threshold, max_images)
+    m["share"] = share
     write_json(metrics_path, m)
     extra = (f"; precision {m['precision']:.3f} vs base rate {m['base_rate']:.3f}"
              if m["precision"] is not None else "")

@@ -31,6 +31,13 @@ def read_manifest(data_dir: Path = RESIZED_DIR) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"id": str, "hard_kind": str}, keep_default_na=True)
 
 
+def subset_size(n_candidates: int, max_images: int, share: float) -> int:
+    """Human training images per method: ``select.max_images``, but at most ``select.share``
+    of the ``n_candidates`` train images (rounded up, at least 1). The CAM selection and the
+    random subset both use it, so the baseline trains on as many images as the proposed method."""
+    return max(1, min(max_images, n_candidates, math.ceil(share * n_candidates - 1e-9)))
+
+
 def rows(manifest: pd.DataFrame, domain: str, split: str | None = None) -> pd.DataFrame:
     """Rows of one domain (and split), sorted by id for a stable order."""
     sel = manifest["domain"] == domain

@@ -7,10 +7,20 @@ Reads ``data/raw/manifest.csv`` (made by ``download``) and writes::
     metrics/resize.json           written per domain/split, skips by reason, conversions
 
 Every image is loaded with :func:`face2anime.data.imageio.load_rgb` (one at a time, so memory stays
-bounded), optionally face-cropped (``crop: face``, only rows with ``aligned`` False),
-centre-cropped to a square and resized with LANCZOS. Part boxes (normalised to the raw
-image) follow the crop. Unusable images are skipped and counted by reason, never crash
-the run; every input row ends up either written or counted as skipped.
+bounded). Rows with ``aligned`` False (ordinary photos) are, by ``crop``:
+
+* ``align`` (default): landmark-aligned with :mod:`face2anime.data.align` (dlib), framed
+  like anime face crops; the eye, mouth and nose boxes come from the landmarks and are
+  written into the manifest for the CAM ``part_focus`` score. With ``align.faces: all``
+  every face of a group photo becomes one image (``{id}``, ``{id}.f2``, ... by size);
+  faces whose eye distance is under ``align.min_eye_px`` are counted, not written.
+* ``face``: a square around OpenCV's Haar face box (no landmarks, no part boxes).
+* ``none``: the whole photo.
+
+Then every image is centre-cropped to a square and resized with LANCZOS. Part boxes
+(normalised to the raw image) follow the crop. Unusable images are skipped and counted by
+reason (``no_face``, ``face_too_small``, ...), never crash the run; every input row ends up
+either written (once per face) or counted as skipped.
 
 The test split holds exactly ``test_count`` images per domain, drawn with a numpy
 Generator seeded from ``seed`` and the domain, among the images that loaded, sorted by id,
@@ -22,6 +32,7 @@ import math
 import re
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +60,28 @@ METRICS_PATH = Path("metrics/resize.json")
 
 DOMAINS: tuple[str, ...] = ("human", "character")
 PARTS: tuple[str, ...] = ("leye", "reye", "mouth", "nose")
-CROPS: tuple[str, ...] = ("none", "face")
+CROPS: tuple[str, ...] = ("none", "face", "align")
 FACE_MARGIN = 0.4
 MAX_SKIPPED_EXAMPLES = 20
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """``resize.align.*``: landmark alignment of photos (see :mod:`face2anime.data.align`).
+
+    Attributes:
+        landmarks: 5 (dlib's 5-point model, CC0) or 68 (iBUG 300-W: research use only).
+        scale: crop side relative to FFHQ's (smaller is tighter).
+        shift: crop centre below the eye midpoint, in eye-to-mouth distances (FFHQ 0.1).
+        faces: ``all`` (every face of a photo becomes an image) or ``largest``.
+        min_eye_px: faces whose eye distance in the photo is below this are too small.
+    """
+    landmarks: int
+    scale: float
+    shift: float
+    faces: str
+    min_eye_px: float
 
 
 # --------------------------------------------------------------------------- geometry
@@ -146,7 +175,8 @@ def process_image(img: Image.Image, size: int) -> tuple[Image.Image, tuple[int, 
 
 
 def resize_dataset(raw_dir: Path, out_dir: Path, metrics_path: Path, size: int, test_count: int,
-                   crop: str, seed: int, max_pixels: int, progress: bool = True) -> pd.DataFrame:
+                   crop: str, seed: int, max_pixels: int, progress: bool = True,
+                   align: AlignConfig | None = None) -> pd.DataFrame:
     """Resize every image listed in ``raw_dir/manifest.csv`` and split it into train/test.
 
     Args:
@@ -155,10 +185,12 @@ def resize_dataset(raw_dir: Path, out_dir: Path, metrics_path: Path, size: int, 
         metrics_path: where ``resize.json`` goes.
         size: output side in pixels (square ``size`` x ``size`` RGB PNGs).
         test_count: exact number of test images per domain.
-        crop: ``'none'`` or ``'face'`` (detect and crop the face for rows with ``aligned`` False).
+        crop: ``'none'``, ``'face'`` (Haar box) or ``'align'`` (landmarks; needs ``align``),
+            applied to rows with ``aligned`` False.
         seed: seed for the train/test split.
         max_pixels: larger images are skipped as ``too_large`` without being decoded.
         progress: show a rich progress bar.
+        align: the alignment settings for ``crop='align'``.
 
     Returns:
         The output manifest (also written to ``out_dir/manifest.csv``): surviving input rows
@@ -182,11 +214,15 @@ def resize_dataset(raw_dir: Path, out_dir: Path, metrics_path: Path, size: int, 
                 f"is {test_count} per domain and training needs at least one more; lower "
                 f"resize.test_count in params.yaml (or provide more {domain} images)")
 
-    crop_face = None
+    cropper: Any = None
     if crop == "face":
-        from face2anime.data.faces import (
-            crop_face,  # lazy: OpenCV is only needed for crop: face
-        )
+        from face2anime.data.faces import crop_face  # lazy: OpenCV is only needed here
+
+        cropper = lambda img: crop_face(img, margin=FACE_MARGIN)  # noqa: E731
+    elif crop == "align":
+        if align is None:
+            raise UserError("resize: crop 'align' needs the resize.align settings")
+        cropper = _Aligner(align, size)
 
     boxes = _box_columns(df)
     for col in boxes:
@@ -198,7 +234,7 @@ def resize_dataset(raw_dir: Path, out_dir: Path, metrics_path: Path, size: int, 
     _remove(staging)
     staging.mkdir(parents=True)
     try:
-        kept, skipped = _process_all(df, raw_dir, staging, size, max_pixels, crop_face, parts,
+        kept, skipped = _process_all(df, raw_dir, staging, size, max_pixels, cropper, parts,
                                      progress)
         test_ids = choose_test_ids(
             {d: [r["id"] for r in kept if r["domain"] == d] for d in DOMAINS}, test_count, seed)
@@ -210,10 +246,13 @@ def resize_dataset(raw_dir: Path, out_dir: Path, metrics_path: Path, size: int, 
         _remove(staging)
 
     metrics = _metrics(size, out, skipped, kept)
-    if sum(sum(v.values()) for v in metrics["written"].values()) + metrics["skipped_total"] != n_input:
-        raise AssertionError(f"resize: {n_input} input rows but written + skipped = "
-                             f"{sum(sum(v.values()) for v in metrics['written'].values())} + "
-                             f"{metrics['skipped_total']}")
+    if isinstance(cropper, _Aligner):
+        metrics["faces"] = cropper.summary()
+    written = sum(sum(v.values()) for v in metrics["written"].values())
+    extra = sum(1 for r in kept if r.get("face_rank", 1) > 1)
+    if written - extra + metrics["skipped_total"] != n_input:
+        raise AssertionError(f"resize: {n_input} input rows but written - extra faces + skipped = "
+                             f"{written} - {extra} + {metrics['skipped_total']}")
     write_json(metrics_path, metrics)
     Console().print(_summary(metrics), highlight=False, soft_wrap=True)
     return out
@@ -227,8 +266,53 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+class _Aligner:
+    """``crop: align`` for :func:`_process_one`: the landmarker, loaded once, and counts."""
+
+    def __init__(self, cfg: AlignConfig, size: int):
+        from face2anime.data.align import SELECTIONS, Framing, Landmarker
+
+        if cfg.faces not in SELECTIONS:
+            raise UserError(f"params.yaml: resize.align.faces must be one of {', '.join(SELECTIONS)}, got {cfg.faces!r}")
+        self.cfg, self.size = cfg, size
+        self.framing = Framing(cfg.scale, cfg.shift)
+        self.landmarker = Landmarker(cfg.landmarks)
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, img: Image.Image) -> list[tuple[Image.Image, dict[str, Any]]]:
+        """Aligned faces of one photo with their manifest fields; raises BadImage if none."""
+        from face2anime.data.align import align_faces
+
+        faces, small = align_faces(img, self.landmarker, self.size, self.framing, self.cfg.min_eye_px)
+        found = len(faces) + len(small)
+        self.counts["photos"] += 1
+        self.counts["faces_found"] += found
+        self.counts["photos_with_several_faces"] += found > 1
+        if not faces:
+            if small:
+                raise BadImage("face_too_small", f"{len(small)} face(s), eye distance under "
+                               f"{self.cfg.min_eye_px:g} px")
+            raise BadImage("no_face", "no face detected")
+        taken = faces if self.cfg.faces == "all" else faces[:1]
+        self.counts["faces_written"] += len(taken)
+        self.counts["faces_too_small"] += len(small)
+        self.counts["faces_not_taken"] += len(faces) - len(taken)
+        return [(a.image, {"boxes": {f"{p}_{k}": v for p, b in a.boxes.items()
+                                     for k, v in zip(("x0", "y0", "x1", "y1"), b)},
+                           "faces_in_photo": found, "face_rank": rank, "eye_px": round(a.eye_px, 1)})
+                for rank, a in enumerate(taken, start=1)]
+
+    def summary(self) -> dict[str, Any]:
+        c = self.cfg
+        return {"detector": "dlib HOG frontal face", "landmarks": c.landmarks, "faces": c.faces,
+                "scale": c.scale, "shift": c.shift, "min_eye_px": c.min_eye_px,
+                **{k: int(self.counts[k]) for k in ("photos", "faces_found", "faces_written",
+                                                    "photos_with_several_faces", "faces_too_small",
+                                                    "faces_not_taken")}}
+
+
 def _process_all(df: pd.DataFrame, raw_dir: Path, staging: Path, size: int, max_pixels: int,
-                 crop_face: Any, parts: list[str], progress: bool
+                 cropper: Any, parts: list[str], progress: bool
                  ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Load, crop, resize and save every row (in id order) into ``staging/{domain}/{id}.png``.
 
@@ -258,10 +342,10 @@ def _process_all(df: pd.DataFrame, raw_dir: Path, staging: Path, size: int, max_
                 elif Path(file).is_absolute() or ".." in Path(file).parts:
                     reason = "bad_path"
                 else:
-                    record = _process_one(raw_dir / file, rid, domain, row, size, max_pixels,
-                                          crop_face, parts, has_aligned, staging)
-                    record["index"] = idx
-                    kept.append(record)
+                    for record in _process_one(raw_dir / file, rid, domain, row, size, max_pixels,
+                                               cropper, parts, has_aligned, staging):
+                        record["index"] = idx
+                        kept.append(record)
             except BadImage as e:
                 reason = e.reason
             if reason is not None:
@@ -271,14 +355,26 @@ def _process_all(df: pd.DataFrame, raw_dir: Path, staging: Path, size: int, max_
 
 
 def _process_one(path: Path, rid: str, domain: str, row: pd.Series, size: int, max_pixels: int,
-                 crop_face: Any, parts: list[str], has_aligned: bool, staging: Path
-                 ) -> dict[str, Any]:
-    """One row -> ``staging/{domain}/{id}.png``; returns its record. Raises BadImage to skip."""
+                 cropper: Any, parts: list[str], has_aligned: bool, staging: Path
+                 ) -> list[dict[str, Any]]:
+    """One row -> ``staging/{domain}/{id}.png`` (one per face with ``crop: align``); returns
+    their records. Raises BadImage to skip."""
     img, conversions = load_rgb(path, max_pixels=max_pixels)
     aligned = is_aligned(row["aligned"]) if has_aligned else ALIGNED_DEFAULT
     new_boxes: dict[str, float] = {}
-    if crop_face is not None and not aligned:
-        face = crop_face(img, margin=FACE_MARGIN)
+    if isinstance(cropper, _Aligner) and not aligned:
+        records = []
+        for face, extra in cropper(img):
+            fid = rid if extra["face_rank"] == 1 else f"{rid}.f{extra['face_rank']}"
+            out, _ = process_image(face, size)
+            save_image(out, staging / domain / f"{fid}.png")
+            boxes = {c: math.nan for p in parts for c in (f"{p}_x0", f"{p}_y0", f"{p}_x1", f"{p}_y1")}
+            boxes.update(extra.pop("boxes"))
+            records.append({"id": fid, "domain": domain, "conversions": conversions + ["aligned"],
+                            "boxes": boxes, "fields": {**extra, "boxes_from": "landmarks"}, **extra})
+        return records
+    if cropper is not None and not aligned:
+        face = cropper(img)
         if face is None:
             raise BadImage("no_face", "no face detected")
         img = face if face.mode == "RGB" else face.convert("RGB")
@@ -293,15 +389,20 @@ def _process_one(path: Path, rid: str, domain: str, row: pd.Series, size: int, m
             box = transform_box(tuple(row[c] for c in cols), w, h, crop_box)  # type: ignore[arg-type]
             new_boxes.update(zip(cols, box))
     save_image(out, staging / domain / f"{rid}.png")
-    return {"id": rid, "domain": domain, "conversions": conversions, "boxes": new_boxes}
+    return [{"id": rid, "domain": domain, "conversions": conversions, "boxes": new_boxes}]
 
 
 def _finish_outputs(df: pd.DataFrame, kept: list[dict[str, Any]], test_ids: set[str],
                     staging: Path, boxes: list[str]) -> pd.DataFrame:
     """Move staged PNGs into their split folders and write ``staging/manifest.csv``."""
-    out = df.loc[[r["index"] for r in kept]].copy()
+    ids = [r["id"] for r in kept]
+    dup = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    if dup:
+        raise UserError(f"resize: a second face's id {dup[0]!r} is also an input id; rename that file")
+    out = df.loc[[r["index"] for r in kept]].reset_index(drop=True)
+    out["id"] = ids
     splits, files, convs = [], [], []
-    for r in kept:
+    for pos, r in enumerate(kept):
         split = "test" if r["id"] in test_ids else "train"
         dest = staging / r["domain"] / split / f"{r['id']}.png"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -309,8 +410,10 @@ def _finish_outputs(df: pd.DataFrame, kept: list[dict[str, Any]], test_ids: set[
         splits.append(split)
         files.append(f"{r['domain']}/{split}/{r['id']}.png")
         convs.append(";".join(r["conversions"]))
-        for col, value in r["boxes"].items():
-            out.at[r["index"], col] = value
+        for col, value in {**r["boxes"], **r.get("fields", {})}.items():
+            if col not in out.columns:
+                out[col] = math.nan if not isinstance(value, str) else ""
+            out.at[pos, col] = value
     out["file"] = files
     out["split"] = splits
     out["conversions"] = convs

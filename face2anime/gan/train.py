@@ -7,7 +7,8 @@ X = human, Y = character. A method is an entry of ``cyclegan.methods`` in params
     select_only:    {subset: selected, attention: false}   # ablations: just more entries
     attention_only: {subset: random,   attention: true}
 
-* ``subset: random`` draws ``select.max_images`` human train ids at random (seeded by
+* ``subset: random`` draws ``select.max_images`` (at most ``select.share`` of them) human
+  train ids at random (seeded by
   ``seed``) from *all* human train ids; it never opens ``data/select`` (so changing the
   selection or its threshold never re-trains it). ``subset: selected`` uses
   ``data/select/selected.csv`` (capped at ``select.max_images``, in rank order).
@@ -97,6 +98,7 @@ from face2anime.core.runtime import (
     seed_everything,
 )
 from face2anime.data.images import (
+    subset_size,
     RESIZED_DIR,
     ImageFiles,
     gather_rows,
@@ -187,6 +189,7 @@ class TrainConfig:
     d_cam: str = "source"        # source | self | none: the CAM multiplied into D's features (attention methods)
     snapshot: str = "last"       # last | best: which EMA generators are saved (best = lowest validation score)
     val_every: int = 200         # steps between validations (0 = off)
+    share: float = 1.0           # select.share: the human subset is at most this share of the train images
 
     @property
     def total_steps(self) -> int:
@@ -325,6 +328,7 @@ def read_config(method: str, params: Params) -> TrainConfig:
         d_cam=params.str(c + "d_cam", D.d_cam, choices=D_CAMS),
         snapshot=params.str(c + "snapshot", D.snapshot, choices=SNAPSHOTS),
         val_every=params.int(c + "val_every", D.val_every, lo=0),
+        share=params.float("select.share", lo=0.0, hi=1.0),
     )
     try:
         cfg = replace(cfg, diffaug=",".join(parse_policy(cfg.diffaug)))
@@ -453,10 +457,11 @@ def load_training_data(cfg: TrainConfig, data_dir: Path, cam_dir: Path,
     if not human_ids or not char_ids:
         raise UserError(f"{data_dir / 'manifest.csv'} has {len(human_ids)} human and {len(char_ids)} character "
                         "train images; both are needed")
+    cap = subset_size(len(human_ids), cfg.max_images, cfg.share)
     if cfg.subset == "random":
-        x_ids = random_subset(human_ids, cfg.max_images, cfg.seed)
+        x_ids = random_subset(human_ids, cap, cfg.seed)
     else:
-        x_ids = read_selected(select_csv, set(human_ids), cfg.max_images)
+        x_ids = read_selected(select_csv, set(human_ids), cap)
     cams_x = load_cams(cam_dir, "human") if cfg.attention else None
     cams_y = load_cams(cam_dir, "character") if cfg.attention else None
     x = domain_data(manifest, x_ids, data_dir, cams_x, "human", cfg.preload_mb)
