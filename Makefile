@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup browser repro test bench clean-venv
+.PHONY: setup browser repro real test bench clean-venv
 
 setup: $(STAMP)
 
@@ -19,6 +19,15 @@ $(STAMP): pyproject.toml
 repro: setup
 	@start=$$(date +%s); \
 	$(BIN)/dvc repro $(ARGS) || exit $$?; \
+	echo "pipeline took $$(( $$(date +%s) - start )) s"
+
+# Real photos and anime face crops: the real-data profile (docs/real-data.md) as one DVC
+# experiment. PROFILE=real-gpu on a GPU.
+PROFILE ?= real-cpu
+real: setup
+	@test -n "$(HUMAN)" -a -n "$(CHARACTER)" || { echo "usage: make real HUMAN=path/to/photos CHARACTER=path/to/anime-faces [PROFILE=real-gpu]"; exit 2; }
+	@start=$$(date +%s); \
+	$(BIN)/face2anime profile $(PROFILE) --human "$(HUMAN)" --character "$(CHARACTER)" $(ARGS) || exit $$?; \
 	echo "pipeline took $$(( $$(date +%s) - start )) s"
 
 # The browser test (tests/test_browser.py) drives Debian's chromium through Playwright; no

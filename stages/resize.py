@@ -7,7 +7,8 @@ import typer
 
 from face2anime.core.params import load_params
 from face2anime.core.timing import count_images
-from face2anime.data.resize import CROPS, METRICS_PATH, OUT_DIR, RAW_DIR, AlignConfig, resize_dataset
+from face2anime.data.align import AlignConfig
+from face2anime.data.resize import CROPS, METRICS_PATH, OUT_DIR, RAW_DIR, resize_dataset
 
 
 def main(params: Path = typer.Option(Path("params.yaml"), help="params file (keys: seed, resize.*)")) -> None:
@@ -18,12 +19,6 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (key
     test_count = p.int("resize.test_count", lo=1)
     crop = p.str("resize.crop", choices=CROPS)
     max_pixels = p.int("resize.max_pixels", default=100_000_000, lo=1)
-    align = None
-    if crop == "align":
-        align = AlignConfig(landmarks=p.int("resize.align.landmarks", lo=5, hi=68),
-                            scale=p.float("resize.align.scale", lo=0.3, hi=3.0),
-                            shift=p.float("resize.align.shift", lo=-1.0, hi=1.0),
-                            faces=p.str("resize.align.faces", choices=("all", "largest")),
-                            min_eye_px=p.float("resize.align.min_eye_px", lo=0.0))
+    align = AlignConfig.from_params(p) if crop == "align" else None
     count_images(len(resize_dataset(RAW_DIR, OUT_DIR, METRICS_PATH, size=size, test_count=test_count, crop=crop,
                    seed=seed, max_pixels=max_pixels, align=align)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import BIN, run
+from faceutil import group_photo
 from PIL import Image
 
 from face2anime.data.synthetic import render_one
@@ -74,9 +75,21 @@ def test_local_folders_run_the_whole_chain(project: Path, tmp_path: Path) -> Non
     # trained on the user's own folders: no "synthetic" warning (a collapse warning may appear at tiny params)
     assert "synthetic" not in res.stderr
     assert json.loads((project / "models/cyclegan/proposed/config.json").read_text())["training_data"] == {
-        "source": "local", "photo_like": False}
+        "source": "local", "photo_like": False, "crop": "align",
+        "align": {"landmarks": 5, "scale": 0.8, "shift": 0.25, "faces": "all", "min_eye_px": 12}}
     with Image.open(out) as im:
         assert im.size == (128, 128)
+    # a group photo: one avatar per face plus a sheet of faces over their avatars; the tiny
+    # face (eye distance ~9 px < min_eye_px 12) is counted, not converted
+    group = tmp_path / "group.jpg"
+    group_photo().save(group, quality=95)
+    res = run([str(BIN / "face2anime"), "convert", str(group), "-o", str(tmp_path / "group.png"), "--size", "64"],
+              project)
+    avatars = sorted(tmp_path.glob("group-*.png"))
+    assert len(avatars) == 3, res.stdout
+    assert "converted 3" in res.stdout
+    with Image.open(tmp_path / "group.png") as sheet:
+        assert sheet.size == (3 * 128, 2 * 128)
     # a photo without any face: clear one-line error, non-zero exit
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(noise)

@@ -41,7 +41,7 @@ def small_photo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(root: Path, out: Path, diffaug: str) -> dict:
-    p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "select": {"max_images": 16},
+    p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "select": {"max_images": 16, "share": 1.0},
                 "cyclegan": {"methods": {"baseline": {"subset": "random", "attention": False}},
                              "train": {**SMALL, "diffaug": diffaug}}})
     return tc.train("baseline", p, data_dir=root / "resized", cam_dir=root / "none", select_csv=root / "none.csv",

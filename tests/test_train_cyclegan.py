@@ -70,7 +70,7 @@ def _params(**over) -> Params:
           "lambda_idt": 0.5, "gan_loss": "vanilla", "pool_size": 3, "attention_mode": "residual",
           "ema": 0.9, "sample_every": 1, "log_every": 2}
     cg.update(over)
-    return Params({"seed": 3, "device": "cpu", "precision": precision, "select": {"max_images": 6},
+    return Params({"seed": 3, "device": "cpu", "precision": precision, "select": {"max_images": 6, "share": 1.0},
                    "cyclegan": {"methods": methods, "train": cg}})
 
 
@@ -544,7 +544,11 @@ def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
     assert "collapsing (validation realism dropped 0.80 -> 0.10)" in w
     p = _params()
     p.data["download"] = {"source": "synthetic", "synthetic": {"photo_like": True}}
-    assert tc.training_data(p) == {"source": "synthetic", "photo_like": True}
+    assert tc.training_data(p) == {"source": "synthetic", "photo_like": True, "crop": None, "align": None}
+    p.data["resize"] = {"crop": "align", "align": {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
+                                                   "min_eye_px": 10}}
+    assert tc.training_data(p)["align"] == {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
+                                            "min_eye_px": 10}
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -53,7 +53,7 @@ def set_arg(key: str, value: Any) -> str:
     if isinstance(value, str):
         if "'" in value:
             raise UserError(f"param {key}: a quote in {value!r} cannot be passed to dvc exp run -S")
-        plain = "," not in value and value.strip() == value and yaml.safe_load(value or "''") == value
+        plain = value != "" and "," not in value and value.strip() == value and yaml.safe_load(value or "''") == value
         return f"{key}={value}" if plain else f"{key}='{value}'"
     if isinstance(value, (list, dict)):
         raise UserError(f"param {key}: lists and mappings cannot be set from a profile; set its leaves")

@@ -68,6 +68,47 @@ class Framing:
         return 0.5 - self.shift * e2m_over_d / (2 * half)
 
 
+@dataclass(frozen=True)
+class AlignConfig:
+    """``resize.align.*``: how photos are aligned (also recorded with each trained model).
+
+    Attributes:
+        landmarks: 5 (dlib's 5-point model, CC0) or 68 (iBUG 300-W: research use only).
+        scale: crop side relative to FFHQ's (smaller is tighter).
+        shift: crop centre below the eye midpoint, in eye-to-mouth distances (FFHQ 0.1).
+        faces: ``all`` (every face of a photo becomes an image) or ``largest``.
+        min_eye_px: faces whose eye distance in the photo is below this are too small.
+    """
+    landmarks: int
+    scale: float
+    shift: float
+    faces: str
+    min_eye_px: float
+
+    def __post_init__(self) -> None:
+        if self.landmarks not in LANDMARK_MODELS:
+            raise UserError(f"resize.align.landmarks must be 5 or 68, got {self.landmarks!r}")
+        if self.faces not in SELECTIONS:
+            raise UserError(f"resize.align.faces must be one of {', '.join(SELECTIONS)}, got {self.faces!r}")
+
+    @property
+    def framing(self) -> Framing:
+        return Framing(self.scale, self.shift)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"landmarks": self.landmarks, "scale": self.scale, "shift": self.shift, "faces": self.faces,
+                "min_eye_px": self.min_eye_px}
+
+    @classmethod
+    def from_params(cls, params: Any) -> "AlignConfig":
+        """Read ``resize.align.*`` from a :class:`~face2anime.core.params.Params`."""
+        return cls(landmarks=params.int("resize.align.landmarks", lo=5, hi=68),
+                   scale=params.float("resize.align.scale", lo=0.3, hi=3.0),
+                   shift=params.float("resize.align.shift", lo=-1.0, hi=1.0),
+                   faces=params.str("resize.align.faces", choices=SELECTIONS),
+                   min_eye_px=params.float("resize.align.min_eye_px", lo=0.0))
+
+
 @dataclass
 class Face:
     """One detected face.

@@ -32,7 +32,6 @@ import math
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ from face2anime.core.io import rel, save_csv, save_image, write_json
 from face2anime.core.params import UserError
 from face2anime.data.imageio import BadImage, load_rgb
 from face2anime.data.images import ALIGNED_DEFAULT, is_aligned
+from face2anime.data.align import AlignConfig
 from face2anime.data.ops import square_crop_box
 
 RAW_DIR = Path("data/raw")
@@ -64,24 +64,6 @@ CROPS: tuple[str, ...] = ("none", "face", "align")
 FACE_MARGIN = 0.4
 MAX_SKIPPED_EXAMPLES = 20
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
-
-
-@dataclass(frozen=True)
-class AlignConfig:
-    """``resize.align.*``: landmark alignment of photos (see :mod:`face2anime.data.align`).
-
-    Attributes:
-        landmarks: 5 (dlib's 5-point model, CC0) or 68 (iBUG 300-W: research use only).
-        scale: crop side relative to FFHQ's (smaller is tighter).
-        shift: crop centre below the eye midpoint, in eye-to-mouth distances (FFHQ 0.1).
-        faces: ``all`` (every face of a photo becomes an image) or ``largest``.
-        min_eye_px: faces whose eye distance in the photo is below this are too small.
-    """
-    landmarks: int
-    scale: float
-    shift: float
-    faces: str
-    min_eye_px: float
 
 
 # --------------------------------------------------------------------------- geometry
@@ -270,12 +252,10 @@ class _Aligner:
     """``crop: align`` for :func:`_process_one`: the landmarker, loaded once, and counts."""
 
     def __init__(self, cfg: AlignConfig, size: int):
-        from face2anime.data.align import SELECTIONS, Framing, Landmarker
+        from face2anime.data.align import Landmarker
 
-        if cfg.faces not in SELECTIONS:
-            raise UserError(f"params.yaml: resize.align.faces must be one of {', '.join(SELECTIONS)}, got {cfg.faces!r}")
         self.cfg, self.size = cfg, size
-        self.framing = Framing(cfg.scale, cfg.shift)
+        self.framing = cfg.framing
         self.landmarker = Landmarker(cfg.landmarks)
         self.counts: Counter[str] = Counter()
 
@@ -288,6 +268,7 @@ class _Aligner:
         self.counts["photos"] += 1
         self.counts["faces_found"] += found
         self.counts["photos_with_several_faces"] += found > 1
+        self.counts["faces_too_small"] += len(small)
         if not faces:
             if small:
                 raise BadImage("face_too_small", f"{len(small)} face(s), eye distance under "
@@ -295,7 +276,6 @@ class _Aligner:
             raise BadImage("no_face", "no face detected")
         taken = faces if self.cfg.faces == "all" else faces[:1]
         self.counts["faces_written"] += len(taken)
-        self.counts["faces_too_small"] += len(small)
         self.counts["faces_not_taken"] += len(faces) - len(taken)
         return [(a.image, {"boxes": {f"{p}_{k}": v for p, b in a.boxes.items()
                                      for k, v in zip(("x0", "y0", "x1", "y1"), b)},
@@ -303,9 +283,7 @@ class _Aligner:
                 for rank, a in enumerate(taken, start=1)]
 
     def summary(self) -> dict[str, Any]:
-        c = self.cfg
-        return {"detector": "dlib HOG frontal face", "landmarks": c.landmarks, "faces": c.faces,
-                "scale": c.scale, "shift": c.shift, "min_eye_px": c.min_eye_px,
+        return {"detector": "dlib HOG frontal face", **self.cfg.to_dict(),
                 **{k: int(self.counts[k]) for k in ("photos", "faces_found", "faces_written",
                                                     "photos_with_several_faces", "faces_too_small",
                                                     "faces_not_taken")}}

@@ -76,7 +76,8 @@ class Translator:
         self.g_yx = load_generator(model_dir, "YX", device)
         self.attention = bool(self.g_xy.attention)
         self.size = int(self.g_xy.image_size)
-        self.warnings = model_warnings(self.g_xy.config)
+        self.config: dict = self.g_xy.config
+        self.warnings = model_warnings(self.config)
         self.precision = precision
         self.cam_method = cam_method
         if self.attention:

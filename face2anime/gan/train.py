@@ -97,6 +97,7 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
+from face2anime.data.align import AlignConfig
 from face2anime.data.images import (
     subset_size,
     RESIZED_DIR,
@@ -268,11 +269,15 @@ def with_train_overrides(params: Params, entry: dict, where: str) -> Params:
 
 
 def training_data(params: Params) -> dict[str, Any]:
-    """Where the training images came from (``download.source``, photo-like rendering), kept in
-    config.json so that ``convert`` can warn when a synthetic-data model meets a real photo."""
+    """Where the training images came from (``download.source``, photo-like rendering) and how
+    photos were cropped (``resize.crop``, ``resize.align``), kept in config.json so that
+    ``convert`` crops a user's photo the same way and warns when a synthetic-data model meets
+    a real photo."""
     source = params.raw("download.source", None)   # None: unknown (e.g. a library call without it)
+    crop = params.raw("resize.crop", None)
     return {"source": source,
-            "photo_like": source == "synthetic" and params.bool("download.synthetic.photo_like", False)}
+            "photo_like": source == "synthetic" and params.bool("download.synthetic.photo_like", False),
+            "crop": crop, "align": AlignConfig.from_params(params).to_dict() if crop == "align" else None}
 
 
 def read_config(method: str, params: Params) -> TrainConfig:

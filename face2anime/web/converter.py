@@ -4,7 +4,9 @@ Grad-CAM overlay and the avatar of every trained method, all as PNG bytes in mem
 The upload is decoded by :func:`face2anime.data.imageio.load_rgb` (the same safe decoding
 as the pipeline: truncated files, decompression bombs, odd modes, EXIF rotation) from a
 temporary directory that is deleted before the request returns; nothing is kept. The face is
-found and cropped exactly as ``face2anime convert`` does (:func:`face2anime.apps.convert.face_square`).
+found and cropped exactly as ``face2anime convert`` does, like the model's training photos
+(:class:`face2anime.data.facecrop.FaceCropper`); the largest face is converted and the
+others are counted in ``Result.faces_found``.
 Models are loaded on first use and reloaded when a method's ``config.json`` changes.
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Result:
     cam: bytes | None                             # Grad-CAM overlay of the crop (None without a classifier)
     avatars: list[tuple[str, bytes]] = field(default_factory=list)
     conversions: list[str] = field(default_factory=list)
+    faces_found: int = 1                          # faces in the photo (the largest is converted)
 
 
 def png(img: Image.Image, size: int = DISPLAY) -> bytes:
@@ -150,8 +153,8 @@ class Converter:
         import numpy as np
         import torch
 
-        from face2anime.apps.convert import face_square
         from face2anime.cam.maps import compute_cams
+        from face2anime.data.facecrop import FaceCropper
         from face2anime.data.images import to_pil, to_uint8
         from face2anime.models.classify import LABELS
 
@@ -159,12 +162,15 @@ class Converter:
             params = self.params()
             translators = {m: self._translator(m, params) for m in methods}
             size = next(iter(translators.values())).size
-            face = face_square(img, size, detect)
-            if face is None:
-                raise UploadRefused(422, "no face found in the photo; if it already is a face crop, "
+            first = next(iter(translators.values()))
+            found = FaceCropper.for_model(first.config, params)(img, size, detect)
+            if not found.faces:
+                small = f" ({found.too_small} too small to convert)" if found.too_small else ""
+                raise UploadRefused(422, f"no face found in the photo{small}; if it already is a face crop, "
                                          "tick 'the photo is already a face crop'")
+            face = found.faces[0]
             x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].contiguous()
-            result = Result(face=png(face), cam=None, conversions=conversions)
+            result = Result(face=png(face), cam=None, conversions=conversions, faces_found=found.found)
             for m, tr in translators.items():
                 xin = x if tr.size == size else torch.from_numpy(np.array(
                     face.resize((tr.size, tr.size), Image.Resampling.LANCZOS))).permute(2, 0, 1)[None].contiguous()

@@ -103,7 +103,11 @@ def convert_page(methods: list[str], infos: dict[str, dict[str, Any]], data_sour
             figs.append(figure(data_uri(img), f"<b>{escape(m)}</b>", f"avatar {m}", cls="avatar",
                                extra=f'<br><a class="dl" download="avatar-{escape(m)}.png" href="{data_uri(img)}">'
                                      "download</a>"))
-        out = f'<section class="card" id="result"><h2>Your avatars</h2><div class="row">{"".join(figs)}</div></section>'
+        faces = getattr(result, "faces_found", 1)
+        note = (f'<p class="note" id="faces-found">{faces} faces found in the photo; the largest is shown '
+                "(<code>face2anime convert</code> converts every one).</p>" if faces > 1 else "")
+        out = (f'<section class="card" id="result"><h2>Your avatars</h2>{note}'
+               f'<div class="row">{"".join(figs)}</div></section>')
     if methods:
         keys = list(dict.fromkeys(k for m in methods for k in infos.get(m, {})))
         head = "".join(f"<th>{escape(m)}</th>" for m in methods)
