@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "serve": "face2anime.apps.serve",
     "profile": "face2anime.apps.profile",
     "face-check": "face2anime.apps.facecheck",
+    "report": "face2anime.apps.report",
 }
 
 
