@@ -38,7 +38,7 @@ def main(host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0
          simulate: int = typer.Option(0, help="write N simulated raters' answers to --responses and exit"),
          key: Path = typer.Option(Path("data/survey/key.json"), help="blind key (only --simulate reads it)"),
          seed: int = typer.Option(0, help="seed of --simulate")) -> None:
-    """Serve the Convert and Survey pages (see README, "Human evaluation: the survey app")."""
+    """Serve the Convert and Survey pages (see docs/survey.md)."""
     console = Console()
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {port}")

@@ -116,7 +116,7 @@ def wrap(nets: dict[str, nn.Module], fn: Callable[..., Any], device: torch.devic
 def launch(method: str, nproc: int, params_file: Path) -> int:
     """Run ``stages.train_cyclegan METHOD`` under ``torchrun --standalone`` with ``nproc`` processes
     on this machine; returns torchrun's exit status. Multi-node runs call torchrun themselves
-    (README, 'Distributed training')."""
+    (docs/performance.md)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "stages.train_cyclegan", method, "--params", str(params_file)]
     print(f"train_cyclegan[{method}]: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)

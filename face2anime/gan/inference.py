@@ -55,11 +55,11 @@ def model_warnings(config: dict) -> list[str]:
     if data.get("source") == "synthetic":
         kind = "photo-like synthetic" if data.get("photo_like") else "synthetic"
         out.append(f"this model was trained on {kind} faces (download.source: synthetic), not on photos: "
-                   "a real photo will not translate well; train on your own data (README, 'Using real data')")
+                   "a real photo will not translate well; train on your own data (docs/real-data.md)")
     if config.get("collapsed"):
         reasons = "; ".join(config.get("collapse_reasons") or []) or "see its metrics"
         out.append(f"training of this model was flagged as collapsing ({reasons}): expect noise, not a face; "
-                   "try cyclegan.train.diffaug and snapshot: best (README, 'Using real data')")
+                   "try cyclegan.train.diffaug and snapshot: best (docs/real-data.md)")
     return out
 
 

@@ -182,7 +182,7 @@ def detect_collapse(d_acc: list[float], realism: list[float],
 
     An over-fitted D while the translations keep improving is reported (``discriminator
     over-fitted``) without flagging a collapse. Non-finite realism is a collapse. These are
-    heuristics with thresholds set on this project's runs (README, "CycleGAN").
+    heuristics with thresholds set on this project's runs (docs/method.md).
     """
     reasons: list[str] = []
     collapsed = False
