@@ -46,8 +46,10 @@ browser:
 	  else echo "warning: $(CHROMIUM) is missing and needs root + apt-get to install: the browser test fails under CI=true"; fi; \
 	fi
 
+# one pytest-xdist worker per core (JOBS=0: no workers, in-process); tests balance by work stealing
+JOBS ?= auto
 test: setup browser
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal $(ARGS)
 
 bench: setup
 	$(BIN)/face2anime bench

@@ -11,6 +11,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist worker per core: one intra-op thread each, so the
+    # workers do not fight over the cores (the subprocesses get OMP_NUM_THREADS=1 below)
+    import torch
+
+    torch.set_num_threads(1)
 BIN = Path(sys.executable).parent
 
 #: overrides that make the whole pipeline run in well under a minute

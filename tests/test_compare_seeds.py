@@ -55,6 +55,12 @@ def test_paired_comparison_verdicts() -> None:
                           "baseline", "proposed", n_boot=500, n_perm=500)
     assert t["char_rate"]["verdict"] == "not judged: invalid metric" and t["char_rate"]["valid"] is False
     assert t["char_rate"]["reasons"] == ["char_rate fooled"]
+    # the same data from a run whose proposed training was flagged as collapsed: no winner named
+    run = _run({"baseline": base, "proposed": prop})
+    run["evals"]["proposed"]["training"] = {"collapsed": True, "collapse_reasons": ["D wins"]}
+    c = paired_comparison([run], "baseline", "proposed", n_boot=500, n_perm=500)
+    assert c["char_rate"]["verdict"] == "not judged: training collapsed (proposed)"
+    assert c["edge_ssim"]["verdict"] == "no detectable difference" and "training.collapsed" not in c
     md = markdown(t, ["baseline", "proposed"], "baseline", "proposed")
     assert "| char_rate | 0.5000 | 1.0000 | +0.5000 |" in md and "not judged: invalid metric" in md
     assert "`char_rate`: char_rate fooled" in md

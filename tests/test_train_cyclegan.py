@@ -264,6 +264,22 @@ def test_ema_generators_average_the_trained_weights(decay: float) -> None:
         assert not any(g.requires_grad for g in got)
 
 
+def test_non_finite_loss_stops_the_run_before_any_model_is_written(dataset: dict[str, Path], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A diverged run (NaN losses from step 4 on) is a one-line error, not NaN weights on disk."""
+    real_step, calls = tc.CycleGAN.step, {"n": 0}
+
+    def diverging(self, *args, **kw):
+        losses, d_stats = real_step(self, *args, **kw)
+        calls["n"] += 1
+        return (losses * float("nan"), d_stats) if calls["n"] >= 4 else (losses, d_stats)
+
+    monkeypatch.setattr(tc.CycleGAN, "step", diverging)
+    with pytest.raises(UserError, match=r"training diverged \(non-finite loss_G_adv, .* by step [45]\)"):
+        _run("baseline", dataset, tmp_path)
+    assert not list((tmp_path / "model").rglob("*.pt"))   # no generator, no weights of any kind
+
+
 def test_full_run_outputs(dataset: dict[str, Path], tmp_path: Path) -> None:
     summary = _run("proposed", dataset, tmp_path)
     assert summary["steps"] == 9 and summary["n_human_train"] == 6 and summary["n_character_train"] == N_CHAR

@@ -57,7 +57,7 @@ LOWER_IS_BETTER = ("kid_judge.mean", "cycle_l1.human", "cycle_l1.character", "tr
 #: not compared: counts, spreads, settings and properties of the shared data/predictor
 SKIP = ("n_test", "kid_judge.std", "train_images_per_s", "realism.k", "attr_preservation.chance",
         "attr_preservation.chance_uniform", "attr_preservation.predictor_accuracy")
-SKIP_PREFIX = ("references.", "ceiling.", "of_ceiling.", "valid.", "attr_preservation.chance_per_attribute.")
+SKIP_PREFIX = ("references.", "ceiling.", "of_ceiling.", "valid.", "training.", "attr_preservation.chance_per_attribute.")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, float]:
@@ -199,6 +199,9 @@ def paired_comparison(runs: list[dict], reference: str, candidate: str, n_boot: 
     methods = list(dict.fromkeys(m for r in runs for m in r["evals"]))
     flat = [{m: flatten(r["evals"][m]) for m in r["evals"]} for r in runs]
     metrics = sorted({k for f in flat for fm in f.values() for k in fm if compared(k)})
+    collapsed = sorted({m if len(runs) == 1 else f"{m} run {i}" for i, r in enumerate(runs)
+                        for m in (reference, candidate)
+                        if (r["evals"].get(m) or {}).get("training", {}).get("collapsed")})
     table: dict[str, dict] = {}
     for k in metrics:
         row: dict = {}
@@ -234,6 +237,8 @@ def paired_comparison(runs: list[dict], reference: str, candidate: str, n_boot: 
         if test is not None:
             row.update(test)
         row["verdict"] = verdict(row, higher, reference, candidate)
+        if collapsed and row["verdict"].endswith(" better"):
+            row["verdict"] = f"not judged: training collapsed ({', '.join(collapsed)})"
         table[k] = row
     return table
 

@@ -481,6 +481,9 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
                     "k": realism_k},
         "train_seconds": train_summary.get("train_seconds"),
         "train_images_per_s": train_summary.get("images_per_s"),
+        # compare names no winner from a run whose training was flagged as collapsed
+        "training": {"collapsed": bool(train_summary.get("collapsed", False)),
+                     "collapse_reasons": list(train_summary.get("collapse_reasons", []))},
     }
     if "p_junk" in table.columns:
         m["junk_rate"] = float((table["verdict"] == "junk").mean())

@@ -60,6 +60,7 @@ import copy
 import contextlib
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -1185,6 +1186,11 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
                 if (s + 1) % cfg.log_every == 0 or s == cfg.steps_per_epoch - 1:
                     distributed.all_mean(acc, world)                 # all ranks' images (a no-op for one)
                     mean = dict(zip(names, (acc / n_acc).tolist()))  # the one host read (sync) of the window
+                    bad = [k for k, v in mean.items() if not math.isfinite(v)]
+                    if bad:   # diverged: stop before any checkpoint or model file holds the weights
+                        raise UserError(f"train-cyclegan {method}: training diverged (non-finite {', '.join(bad)} "
+                                        f"by step {step + 1}); no model was written. Lower cyclegan.train.lr "
+                                        "or use precision: fp32")
                     now = time.perf_counter()
                     elapsed += now - t_win  # training time: the windows' steps, not logging/samples/checkpoints
                     live.step = step + 1
