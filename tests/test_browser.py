@@ -88,6 +88,10 @@ def test_browser_convert_then_three_survey_items(sync_playwright, trained: Path,
         page.set_input_files("input[name=photo]", str(photo))
         page.click("button[type=submit]")
         page.wait_for_selector("#result", timeout=60_000)
+        # the models were trained on synthetic faces at a small size: the page says so, prominently
+        warn = page.locator("#model-warnings")
+        assert warn.is_visible() and "synthetic faces" in warn.inner_text() and "px" in warn.inner_text()
+        assert warn.bounding_box()["y"] < page.locator("#result").bounding_box()["y"]   # above the avatars
         avatars = page.locator("figure.avatar")
         assert avatars.count() == 2
         assert sorted(avatars.locator("figcaption b").all_inner_texts()) == ["baseline", "proposed"]

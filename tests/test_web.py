@@ -277,3 +277,29 @@ def test_load_20_concurrent_raters_200_answers(tmp_path: Path, capsys: pytest.Ca
     rows = assert_intact(responses)
     assert len(rows) == 200 and len({(r["rater"], r["item"]) for r in rows}) == 200
     assert all(r[q] == "4" for r in rows if items.items[r["item"]]["kind"] == "rate" for q in QUESTIONS)
+
+
+def test_convert_page_shows_every_face_and_the_models_warnings() -> None:
+    from face2anime.web import pages
+    from face2anime.web.converter import Result
+
+    img = b"\x89PNG-fake"
+    result = Result(face=img, cam=None, avatars=[("baseline", img), ("proposed", img)], faces_found=4,
+                    others=[(img, [("baseline", img), ("proposed", img)]), (img, [("baseline", img), ("proposed", img)])],
+                    too_small=1)
+    html = pages.convert_page(["baseline", "proposed"], {}, "synthetic", 10, result,
+                              notes={"baseline": ["trained on <synthetic> faces"], "proposed": []})
+    assert html.count('class="row other-face"') == 2 and html.count("figure class=\"avatar\"") == 6
+    assert "4 faces found in the photo, 3 converted (largest first); 1 too small to convert." in unescape(html)
+    assert 'id="model-warnings" role="alert"' in html and "trained on &lt;synthetic&gt; faces" in html
+    # no warnings: no box
+    assert "model-warnings" not in pages.convert_page(["baseline"], {}, None, 10, None, notes={"baseline": []})
+
+
+def test_model_warnings_name_synthetic_data_small_size_and_collapse() -> None:
+    from face2anime.gan.inference import model_warnings
+
+    assert model_warnings({"size": 256, "training_data": {"source": "local"}}) == []
+    (small,) = model_warnings({"size": 64, "training_data": {"source": "local"}})
+    assert "64 px" in small
+    assert len(model_warnings({"size": 48, "training_data": {"source": "synthetic"}, "collapsed": True})) == 3

@@ -47,15 +47,22 @@ def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.d
     return net
 
 
+SMALL_MODEL_PX = 128   # models below this size get a "coarse avatar" warning
+
+
 def model_warnings(config: dict) -> list[str]:
     """One-line warnings about a trained model (its config.json) that a user converting real
-    photos must see: trained on synthetic faces, or flagged as collapsing during training."""
+    photos must see: trained on synthetic faces, at a small size, or flagged as collapsing."""
     out = []
     data = config.get("training_data") or {}
     if data.get("source") == "synthetic":
         kind = "photo-like synthetic" if data.get("photo_like") else "synthetic"
         out.append(f"this model was trained on {kind} faces (download.source: synthetic), not on photos: "
                    "a real photo will not translate well; train on your own data (docs/real-data.md)")
+    size = config.get("size")
+    if isinstance(size, int) and size < SMALL_MODEL_PX:
+        out.append(f"this model runs at {size} px (resize.size): avatars are upscaled from {size} px and look "
+                   f"coarse; the paper's size is 256 px (docs/paper-profile.md)")
     if config.get("collapsed"):
         reasons = "; ".join(config.get("collapse_reasons") or []) or "see its metrics"
         out.append(f"training of this model was flagged as collapsing ({reasons}): expect noise, not a face; "

@@ -45,7 +45,7 @@ from face2anime.survey.responses import (
     validate_answer,
 )
 from face2anime.web import pages
-from face2anime.web.converter import Converter, UploadRefused, model_info
+from face2anime.web.converter import Converter, UploadRefused, model_info, model_notes
 
 COOKIE = "face2anime_rater"
 SURVEY_BODY_LIMIT = 16 * 1024
@@ -160,7 +160,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     def convert_html(result: Any = None, error: str | None = None) -> str:
         methods = converter.methods()
         return pages.convert_page(methods, {m: model_info(s.cyclegan_dir, m) for m in methods},
-                                  converter.data_source(), s.max_upload_bytes / 1024 / 1024, result, error)
+                                  converter.data_source(), s.max_upload_bytes / 1024 / 1024, result, error,
+                                  {m: model_notes(s.cyclegan_dir, m) for m in methods})
 
     @handled("convert")
     async def index(request: Request) -> Response:

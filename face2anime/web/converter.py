@@ -5,8 +5,8 @@ The upload is decoded by :func:`face2anime.data.imageio.load_rgb` (the same safe
 as the pipeline: truncated files, decompression bombs, odd modes, EXIF rotation) from a
 temporary directory that is deleted before the request returns; nothing is kept. The face is
 found and cropped exactly as ``face2anime convert`` does, like the model's training photos
-(:class:`face2anime.data.facecrop.FaceCropper`); the largest face is converted and the
-others are counted in ``Result.faces_found``.
+(:class:`face2anime.data.facecrop.FaceCropper`); every face is converted (largest first, at
+most ``facecrop.MAX_FACES``), and faces too small or over the limit are counted.
 Models are loaded on first use and reloaded when a method's ``config.json`` changes.
 """
 from __future__ import annotations
@@ -46,7 +46,10 @@ class Result:
     cam: bytes | None                             # Grad-CAM overlay of the crop (None without a classifier)
     avatars: list[tuple[str, bytes]] = field(default_factory=list)
     conversions: list[str] = field(default_factory=list)
-    faces_found: int = 1                          # faces in the photo (the largest is converted)
+    faces_found: int = 1                          # faces found in the photo (converted or not)
+    others: list[tuple[bytes, list[tuple[str, bytes]]]] = field(default_factory=list)  # faces 2.. and avatars
+    too_small: int = 0                            # faces found but too small to convert
+    over_limit: int = 0                           # faces beyond facecrop.MAX_FACES (not converted)
 
 
 def png(img: Image.Image, size: int = DISPLAY) -> bytes:
@@ -80,6 +83,18 @@ def model_methods(cyclegan_dir: Path, order: list[str] | None = None) -> list[st
     found = sorted(p.parent.name for p in Path(cyclegan_dir).glob("*/config.json"))
     first = [m for m in (order or []) if m in found]
     return first + [m for m in found if m not in first]
+
+
+def model_notes(cyclegan_dir: Path, method: str) -> list[str]:
+    """The warnings ``face2anime convert`` prints for a method's model (synthetic data, small
+    size, collapsed training), for the page to show as prominently."""
+    from face2anime.gan.inference import model_warnings
+
+    try:
+        cfg = json.loads((Path(cyclegan_dir) / method / "config.json").read_text())
+    except (OSError, ValueError):
+        return ["its config.json cannot be read"]
+    return model_warnings(cfg)
 
 
 def model_info(cyclegan_dir: Path, method: str) -> dict[str, Any]:
@@ -168,13 +183,20 @@ class Converter:
                 small = f" ({found.too_small} too small to convert)" if found.too_small else ""
                 raise UploadRefused(422, f"no face found in the photo{small}; if it already is a face crop, "
                                          "tick 'the photo is already a face crop'")
+            def as_batch(faces: list[Image.Image], side: int) -> torch.Tensor:
+                return torch.stack([torch.from_numpy(np.array(
+                    f if f.size == (side, side) else f.resize((side, side), Image.Resampling.LANCZOS))).permute(2, 0, 1)
+                    for f in faces]).contiguous()
+
             face = found.faces[0]
-            x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None].contiguous()
-            result = Result(face=png(face), cam=None, conversions=conversions, faces_found=found.found)
-            for m, tr in translators.items():
-                xin = x if tr.size == size else torch.from_numpy(np.array(
-                    face.resize((tr.size, tr.size), Image.Resampling.LANCZOS))).permute(2, 0, 1)[None].contiguous()
-                result.avatars.append((m, png(to_pil(to_uint8(tr.to_character(xin))[0]))))
+            x = as_batch([face], size)
+            result = Result(face=png(face), cam=None, conversions=conversions, faces_found=found.found,
+                            too_small=found.too_small, over_limit=found.over_limit)
+            per_method = {m: [png(to_pil(a)) for a in to_uint8(tr.to_character(as_batch(found.faces, tr.size)))]
+                          for m, tr in translators.items()}
+            result.avatars = [(m, imgs[0]) for m, imgs in per_method.items()]
+            result.others = [(png(f), [(m, imgs[i]) for m, imgs in per_method.items()])
+                             for i, f in enumerate(found.faces[1:], start=1)]
             cam_model = self._cam_model(params)
             if cam_model is not None:
                 from pytorch_grad_cam.utils.image import show_cam_on_image

@@ -34,6 +34,9 @@ figcaption b { color:var(--fg); }
 a.dl { font-size:13px; color:var(--acc); }
 .err { background:var(--errbg); color:var(--err); border:1px solid #f3c2bd; border-radius:10px; padding:10px 14px;
        margin:0 0 16px; }
+.warn { background:#fff6db; color:#6b4b00; border:2px solid #e8b923; border-radius:10px; padding:10px 14px;
+        margin:0 0 16px; }
+.warn ul { margin:6px 0 0; padding-left:20px; }
 .note { color:var(--muted); font-size:13px; }
 table { border-collapse:collapse; font-size:13px; }
 th, td { text-align:left; padding:4px 10px 4px 0; border-bottom:1px solid var(--line); }
@@ -84,8 +87,16 @@ def figure(src: str, caption: str, alt: str, cls: str = "", extra: str = "") -> 
 
 
 # --------------------------------------------------------------------------- convert
+def warnings_box(notes: dict[str, list[str]]) -> str:
+    """The models' warnings (as ``face2anime convert`` prints them), one line per model and warning."""
+    items = "".join(f"<li><b>{escape(m)}</b>: {escape(w)}</li>" for m, ws in notes.items() for w in ws)
+    return (f'<div class="warn" id="model-warnings" role="alert"><b>Read this before judging the avatars</b>'
+            f"<ul>{items}</ul></div>" if items else "")
+
+
 def convert_page(methods: list[str], infos: dict[str, dict[str, Any]], data_source: str | None,
-                 max_mb: float, result: Any = None, error: str | None = None) -> str:
+                 max_mb: float, result: Any = None, error: str | None = None,
+                 notes: dict[str, list[str]] | None = None) -> str:
     form = (f'<form class="card" method="post" action="/convert" enctype="multipart/form-data">'
             f'<h2>Your photo</h2><p class="note">Any photo with a face (JPEG, PNG, WebP..., at most {max_mb:g} MB). '
             "It is processed in memory and not stored.</p>"
@@ -103,11 +114,18 @@ def convert_page(methods: list[str], infos: dict[str, dict[str, Any]], data_sour
             figs.append(figure(data_uri(img), f"<b>{escape(m)}</b>", f"avatar {m}", cls="avatar",
                                extra=f'<br><a class="dl" download="avatar-{escape(m)}.png" href="{data_uri(img)}">'
                                      "download</a>"))
-        faces = getattr(result, "faces_found", 1)
-        note = (f'<p class="note" id="faces-found">{faces} faces found in the photo; the largest is shown '
-                "(<code>face2anime convert</code> converts every one).</p>" if faces > 1 else "")
+        left = [f"{n} {what}" for n, what in ((result.too_small, "too small to convert"),
+                                              (result.over_limit, "over the per-photo limit")) if n]
+        note = (f'<p class="note" id="faces-found">{result.faces_found} faces found in the photo, '
+                f"{1 + len(result.others)} converted (largest first)"
+                + (f"; {', '.join(left)}" if left else "") + ".</p>" if result.faces_found > 1 else "")
+        rows = "".join(
+            '<div class="row other-face">' + figure(data_uri(f), f"<b>face {i}</b>", f"face crop {i}")
+            + "".join(figure(data_uri(img), f"<b>{escape(m)}</b>", f"avatar {m} face {i}", cls="avatar")
+                      for m, img in avatars) + "</div>"
+            for i, (f, avatars) in enumerate(result.others, start=2))
         out = (f'<section class="card" id="result"><h2>Your avatars</h2>{note}'
-               f'<div class="row">{"".join(figs)}</div></section>')
+               f'<div class="row">{"".join(figs)}</div>{rows}</section>')
     if methods:
         keys = list(dict.fromkeys(k for m in methods for k in infos.get(m, {})))
         head = "".join(f"<th>{escape(m)}</th>" for m in methods)
@@ -123,7 +141,7 @@ def convert_page(methods: list[str], infos: dict[str, dict[str, Any]], data_sour
                   "(models are read from <code>models/cyclegan/</code>).</p></section>")
     body = ("<h1>Convert a photo into an anime face</h1>"
             '<p class="lead">The face is found and cropped, then every trained method translates it.</p>'
-            f"{error_box(error)}{form}{out}{models}")
+            f"{error_box(error)}{warnings_box(notes or {})}{form}{out}{models}")
     return layout("Convert", "convert", body)
 
 
