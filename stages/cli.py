@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "profile": "face2anime.apps.profile",
     "face-check": "face2anime.apps.facecheck",
     "report": "face2anime.apps.report",
+    "export": "face2anime.apps.export",
 }
 
 

@@ -607,3 +607,47 @@ def test_load_images_is_nchw_and_refuses_mixed_sizes(tmp_path: Path) -> None:
     Image.new("RGB", (9, 9)).save(tmp_path / "odd.png")
     with pytest.raises(ValueError, match="odd.png is 9x9 px"):
         load_images(["0.png", "odd.png"], tmp_path)
+
+
+def test_onnx_export_matches_pytorch_and_converts_without_torch(dataset: dict[str, Path], tmp_path: Path) -> None:
+    """`face2anime export`: each method's generator (with the attention method's closed-form
+    Grad-CAM in the graph) run by onnxruntime gives PyTorch's translation within one 8-bit level; and
+    `convert --backend onnx` works in a process where PyTorch cannot be imported."""
+    import subprocess
+    import sys
+
+    import onnxruntime as ort
+
+    from face2anime.apps.export import export_all
+    from face2anime.data.images import load_images
+    from face2anime.gan.inference import Translator
+
+    cyclegan, onnx_dir = tmp_path / "cyclegan", tmp_path / "onnx"
+    for method in ("baseline", "proposed"):
+        tc.train(method, _params(), progress=False, out_dir=cyclegan / method, live_dir=tmp_path / "live" / method,
+                 ckpt_dir=tmp_path / "ckpt" / method, **dataset)
+    classifier = _classifier_dir(tmp_path / "classifier")
+    params = tmp_path / "params.yaml"
+    params.write_text("resize: {crop: none}\ncam: {method: gradcam, target_layer: default}\n")
+    export_all([], params, cyclegan, classifier, dataset["data_dir"], onnx_dir)
+    man = pd.read_csv(dataset["data_dir"] / "manifest.csv")
+    x = load_images(man[man["domain"] == "human"]["file"], dataset["data_dir"])   # train and test images
+    for method in ("baseline", "proposed"):
+        got = ort.InferenceSession(str(onnx_dir / f"{method}.onnx")).run(None, {"photo": x.numpy()})[0]
+        want = Translator(cyclegan / method, torch.device("cpu"), classifier_dir=classifier).to_character(x)
+        diff = float(np.abs(got - want.numpy()).max())
+        assert got.shape == tuple(want.shape) and diff < 2 / 255, (method, diff)
+    assert json.loads((onnx_dir / "proposed.json").read_text())["attention"] is True
+
+    photo = tmp_path / "face.png"
+    Image.open(dataset["data_dir"] / man["file"].iloc[0]).resize((100, 100)).save(photo)
+    out = tmp_path / "avatar.png"
+    code = ("import sys; from pathlib import Path; sys.modules['torch'] = None\n"   # `import torch` fails
+            "from face2anime.apps.convert import convert\n"
+            f"convert(Path({str(photo)!r}), Path({str(out)!r}), 'proposed', Path({str(params)!r}), detect=False, "
+            f"upscale=64, backend='onnx', onnx_dir=Path({str(onnx_dir)!r}))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr[-2000:]
+    with Image.open(out) as im:
+        assert im.size == (64, 64)

@@ -73,7 +73,7 @@ def contact_sheet(crops: list[tuple[Image.Image, dict]], characters: list[Path],
             img, _ = load_rgb(path)
         except BadImage:
             continue
-        from face2anime.data.ops import center_square
+        from face2anime.data.imageio import center_square
 
         sheet.paste(center_square(img).resize((size, size), Image.Resampling.LANCZOS), (i * size, top))
     return sheet

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from face2anime.data.align import AlignConfig
-from face2anime.data.ops import center_square
+from face2anime.data.imageio import center_square
 
 CROPS = ("none", "face", "align")
 HAAR_MARGIN = 0.4   # the resize stage's crop: face margin

@@ -178,3 +178,15 @@ def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     else:
         scaled = np.zeros_like(a)
     return np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
+
+
+def square_crop_box(w: int, h: int) -> tuple[int, int, int, int]:
+    """Centre square ``(left, top, right, bottom)`` of a ``w`` x ``h`` image (side min(w, h))."""
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return left, top, left + s, top + s
+
+
+def center_square(img: Image.Image) -> Image.Image:
+    """The centre square of a PIL image (side min(w, h))."""
+    return img.crop(square_crop_box(*img.size))

@@ -1,4 +1,5 @@
-"""Small image operations shared across the project: Gaussian blur and centre-square crop.
+"""Small image operations shared across the project: Gaussian blur (and the centre-square crop,
+which lives in :mod:`face2anime.data.imageio` so that the ONNX runtime path needs no torch).
 
 Tensors are ``[B, C, H, W]`` floats; PIL images are RGB. The synthetic renderer keeps its
 own numpy blur (a fast separable approximation that is part of how its data looks).
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
 
 
 def gaussian_window(size: int, sigma: float, dtype: torch.dtype = torch.float32,
@@ -25,15 +26,3 @@ def gaussian_blur(x: torch.Tensor, size: int, sigma: float, pad_mode: str = "rep
     c = x.shape[1]
     k = gaussian_window(size, sigma, x.dtype, x.device).expand(c, 1, size, size)
     return F.conv2d(F.pad(x, (size // 2,) * 4, mode=pad_mode), k, groups=c)
-
-
-def square_crop_box(w: int, h: int) -> tuple[int, int, int, int]:
-    """Centre square ``(left, top, right, bottom)`` of a ``w`` x ``h`` image (side min(w, h))."""
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    return left, top, left + s, top + s
-
-
-def center_square(img: Image.Image) -> Image.Image:
-    """The centre square of a PIL image (side min(w, h))."""
-    return img.crop(square_crop_box(*img.size))

@@ -49,10 +49,9 @@ from rich.progress import (
 
 from face2anime.core.io import rel, save_csv, save_image, write_json
 from face2anime.core.params import UserError
-from face2anime.data.imageio import BadImage, load_rgb
+from face2anime.data.imageio import BadImage, load_rgb, square_crop_box
 from face2anime.data.images import ALIGNED_DEFAULT, is_aligned
 from face2anime.data.align import AlignConfig
-from face2anime.data.ops import square_crop_box
 
 RAW_DIR = Path("data/raw")
 OUT_DIR = Path("data/resized")

@@ -359,7 +359,7 @@ def ceiling_images(src_rows: pd.DataFrame, params: Params, size: int) -> torch.T
         return None
     from PIL import Image
 
-    from face2anime.data.ops import square_crop_box
+    from face2anime.data.imageio import square_crop_box
     from face2anime.data.synthetic import render_counterpart
 
     raw_size = params.int("download.synthetic.size", lo=16, hi=1024)

@@ -16,13 +16,13 @@ from torch import nn
 from face2anime.cam.maps import compute_cams, downsample
 from face2anime.core.io import torch_load
 from face2anime.core.params import Params, UserError
+from face2anime.core.paths import CYCLEGAN_DIR
 from face2anime.core.runtime import autocast, pick_device
 from face2anime.data.images import to_model
 from face2anime.models.classifiers import find_layer
 from face2anime.models.classify import LABELS, MODEL_DIR, load_classifier
 from face2anime.models.networks import Generator
 
-CYCLEGAN_DIR = Path("models/cyclegan")
 
 
 def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.device = "cpu") -> nn.Module:
