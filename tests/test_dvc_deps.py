@@ -112,6 +112,33 @@ def check_param_trace(trace: Path, root: Path) -> dict[str, list[str]]:
     return bad
 
 
+def undeclared_files(opened: list[str], stage) -> list[str]:
+    """Files a stage opened for reading that neither its deps nor its own outs cover
+    (params.yaml is covered by the params check)."""
+    declared = [d.def_path for d in stage.deps if type(d).__name__ != "ParamsDependency"]
+    own = [o.def_path for o in stage.outs]
+    return [f for f in opened if f != "params.yaml" and not covered(f, declared + own)]
+
+
+def check_file_trace(trace: Path, root: Path) -> dict[str, list[str]]:
+    """Stage -> files it opened for reading that it does not declare, from the trace of a real
+    pipeline run (over every run of the stage)."""
+    by_cmd = {s.cmd.strip(): s for s in dvc_stages(root)}
+    opened: dict[str, set[str]] = {}
+    for line in trace.read_text().splitlines():
+        rec = json.loads(line)
+        stage = by_cmd.get(" ".join(["face2anime", *rec["argv"]]))
+        if stage is not None:
+            opened.setdefault(stage.addressing, set()).update(rec.get("files", []))
+    assert len(opened) >= 10, f"the trace covers only {sorted(opened)}"
+    assert sum(map(len, opened.values())) >= 50, "the trace saw almost no file reads: is the audit hook on?"
+    bad: dict[str, list[str]] = {}
+    for s in dvc_stages(root):
+        if s.addressing in opened and (m := undeclared_files(sorted(opened[s.addressing]), s)):
+            bad[s.addressing] = m
+    return bad
+
+
 @pytest.mark.parametrize("keys,declared,ok", [(["select.threshold"], ["select"], True),
                                                (["precision"], ["seed", "device"], False)])
 def test_param_coverage_cases(keys: list[str], declared: list[str], ok: bool) -> None:
@@ -135,3 +162,12 @@ def test_the_checkout_in_the_current_directory_is_the_code_that_runs(tmp_path: P
     assert here.returncode == 0 and "only-in-copy" in here.stdout
     there = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=ROOT)
     assert "only-in-copy" not in there.stdout
+
+
+def test_file_check_flags_an_undeclared_read() -> None:
+    from types import SimpleNamespace as NS
+
+    stage = NS(deps=[NS(def_path="data/resized"), NS(def_path="data/cam"), NS(def_path="face2anime/core")],
+               outs=[NS(def_path="models/m")])
+    opened = ["data/resized/manifest.csv", "models/m/ckpt.pt", "models/classifier/classifier.pt", "params.yaml"]
+    assert undeclared_files(opened, stage) == ["models/classifier/classifier.pt"]

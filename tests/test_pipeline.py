@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import BIN, run
-from test_dvc_deps import check_param_trace
+from test_dvc_deps import check_file_trace, check_param_trace
 
 from face2anime.core.params import TRACE_ENV
 
@@ -66,8 +66,10 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     sel = json.loads((project / "metrics/select.json").read_text())
     assert sel["selected"] == 16 and sel["base_rate"] is not None
 
-    # every param key each stage read during this run is declared for that stage in dvc.yaml
+    # every param key each stage read during this run is declared for that stage in dvc.yaml,
+    # and every file it opened is a declared dep (or its own out), and every data dep is read
     assert check_param_trace(trace, project) == {}
+    assert check_file_trace(trace, project) == {}
 
     # every stage recorded its wall time, CPU time and peak memory (and images/s where it counts images)
     for name in ran:

@@ -13,23 +13,53 @@ import yaml
 
 PARAMS_FILE = "params.yaml"
 #: When this environment variable names a file, every process appends the param keys it
-#: read (one JSON line: argv and keys) at exit. The DVC-dependency test uses it to check
-#: that each stage declares every param it reads.
+#: read and the project files it opened for reading (one JSON line: argv, keys, files) at
+#: exit. The DVC-dependency test uses it to check that each stage declares every param it
+#: reads and every file it opens. Files are seen through Python's ``open`` audit event
+#: (builtins.open, io, os.open: what numpy, pandas, Pillow and torch.load use); paths are
+#: relative to the working directory, and files outside it, Python sources (checked as
+#: imports) and caches (.git, .dvc, .cache) are left out.
 TRACE_ENV = "FACE2ANIME_PARAM_TRACE"
 _READ: set[str] = set()
+_OPENED: set[str] = set()
+_SKIP_DIRS = (".git", ".dvc", ".cache")
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event != "open":
+        return
+    path, mode, flags = args
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return   # a file descriptor
+    if isinstance(mode, str):
+        if any(c in mode for c in "wax+"):
+            return
+    elif flags is not None and flags & (os.O_WRONLY | os.O_RDWR):
+        return
+    try:
+        rel = os.path.relpath(os.path.abspath(os.fsdecode(path)), os.getcwd())
+    except ValueError:
+        return
+    if rel.startswith("..") or rel.endswith((".py", ".pyc")) or rel.split(os.sep, 1)[0] in _SKIP_DIRS:
+        return
+    if os.path.isfile(rel):
+        _OPENED.add(rel.replace(os.sep, "/"))
 
 
 def _write_trace() -> None:
     import json
     import sys
 
+    files = sorted(_OPENED - {os.path.relpath(os.environ[TRACE_ENV])})
     with open(os.environ[TRACE_ENV], "a") as fh:
-        fh.write(json.dumps({"argv": sys.argv[1:], "keys": sorted(_READ)}) + "\n")
+        fh.write(json.dumps({"argv": sys.argv[1:], "keys": sorted(_READ), "files": files}) + "\n")
 
 
 if os.environ.get(TRACE_ENV):
     import atexit
+    import sys as _sys
 
+    _sys.addaudithook(_audit)
     atexit.register(_write_trace)
 
 
