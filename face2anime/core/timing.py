@@ -7,9 +7,13 @@ generated, resized, CAM'd, translated, evaluated; for training stages, images se
 """
 from __future__ import annotations
 
+import os
+import platform
 import resource
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from face2anime.core.io import write_json
 
@@ -20,6 +24,36 @@ _images: list[int] = []
 def count_images(n: int) -> None:
     """Add ``n`` to the images this process's stage processed."""
     _images.append(int(n))
+
+
+#: CPU features that change which kernels (and so which bits) torch uses
+_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def fingerprint() -> dict[str, Any]:
+    """What produced a result, so that a different number can be told from a different machine:
+    CPU model and kernel-relevant flags, cores, OS, Python, and (when the process uses it)
+    torch's version, intra-op threads and CUDA device."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    out: dict[str, Any] = {"cpu": cpu, "cpu_flags": [f for f in _FLAGS if f in flags],
+                           "cores": os.cpu_count(), "os": f"{platform.system()} {platform.release()}",
+                           "python": platform.python_version()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch"] = torch.__version__
+        out["threads"] = torch.get_num_threads()
+        out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return out
 
 
 class StageTimer:
@@ -36,7 +70,8 @@ class StageTimer:
         return {"stage": self.name, "wall_seconds": round(wall, 2),
                 "cpu_seconds": round(time.process_time() - self.c0, 2),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "images": images, "images_per_s": None if images is None else round(images / max(wall, 1e-9), 2)}
+                "images": images, "images_per_s": None if images is None else round(images / max(wall, 1e-9), 2),
+                "machine": fingerprint()}
 
     def write(self, stages_dir: Path = STAGES_DIR) -> dict:
         r = self.result()

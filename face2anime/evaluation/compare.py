@@ -57,7 +57,7 @@ LOWER_IS_BETTER = ("kid_judge.mean", "cycle_l1.human", "cycle_l1.character", "tr
 #: not compared: counts, spreads, settings and properties of the shared data/predictor
 SKIP = ("n_test", "kid_judge.std", "train_images_per_s", "realism.k", "attr_preservation.chance",
         "attr_preservation.chance_uniform", "attr_preservation.predictor_accuracy")
-SKIP_PREFIX = ("references.", "ceiling.", "of_ceiling.", "valid.", "training.", "attr_preservation.chance_per_attribute.")
+SKIP_PREFIX = ("references.", "ceiling.", "of_ceiling.", "valid.", "training.", "machine.", "attr_preservation.chance_per_attribute.")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, float]:

@@ -76,6 +76,7 @@ from face2anime.data.images import (
 from face2anime.evaluation.measures import edge_ssim, kid, soft_iou
 from face2anime.evaluation.references import DEGENERATE, REFERENCE_NAMES, references
 from face2anime.evaluation.stats import bootstrap_ci
+from face2anime.core.timing import fingerprint
 from face2anime.gan.inference import CYCLEGAN_DIR, Translator
 from face2anime.models.attributes import (
     accuracy,
@@ -481,6 +482,7 @@ def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translat
                     "k": realism_k},
         "train_seconds": train_summary.get("train_seconds"),
         "train_images_per_s": train_summary.get("images_per_s"),
+        "machine": fingerprint(),   # what produced these numbers (bits differ between CPUs and thread counts)
         # compare names no winner from a run whose training was flagged as collapsed
         "training": {"collapsed": bool(train_summary.get("collapsed", False)),
                      "collapse_reasons": list(train_summary.get("collapse_reasons", []))},
