@@ -48,7 +48,9 @@ def test_cam_shape_range_and_batched_equals_single(model_and_images, method: str
     assert (peaks > 0).sum() >= 4, peaks
     np.testing.assert_allclose(peaks[peaks > 0], 1.0, atol=1e-5)
     assert batched.min() >= 0.0
-    single = np.concatenate([compute_cams(model, layer, x[i:i + 1], 1, method, 1) for i in range(len(x))])
+    # one image at a time (an image whose map is all zero is a result here, not an error)
+    single = np.concatenate([compute_cams(model, layer, x[i:i + 1], 1, method, 1, require_signal=False)
+                             for i in range(len(x))])
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 

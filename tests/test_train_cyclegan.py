@@ -15,6 +15,7 @@ from face2anime.core.params import Params, UserError
 from face2anime.gan import train as tc
 from face2anime.gan.inference import load_generator
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 SIZE = 32
 N_HUMAN, N_CHAR = 14, 10
 
@@ -554,7 +555,7 @@ def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
     assert model_warnings({"training_data": {"source": "local", "photo_like": False}, "collapsed": False}) == []
     assert model_warnings({}) == []                   # models from before the field: nothing to say
     (w,) = model_warnings({"training_data": {"source": "synthetic", "photo_like": True}})
-    assert "photo-like synthetic faces" in w and "Using real data" in w
+    assert "photo-like synthetic faces" in w and "docs/real-data.md" in w and (ROOT_DIR / "docs/real-data.md").is_file()
     (w,) = model_warnings({"training_data": {"source": "ffhq"}, "collapsed": True,
                            "collapse_reasons": ["validation realism dropped 0.80 -> 0.10"]})
     assert "collapsing (validation realism dropped 0.80 -> 0.10)" in w

@@ -18,7 +18,8 @@ PARAMS_FILE = "params.yaml"
 #: reads and every file it opens. Files are seen through Python's ``open`` audit event
 #: (builtins.open, io, os.open: what numpy, pandas, Pillow and torch.load use); paths are
 #: relative to the working directory, and files outside it, Python sources (checked as
-#: imports) and caches (.git, .dvc, .cache) are left out.
+#: imports), caches (.git, .dvc, .cache) and the tools' dot-files at the top (.gitignore and
+#: .dvcignore, read by dvclive) are left out.
 TRACE_ENV = "FACE2ANIME_PARAM_TRACE"
 _READ: set[str] = set()
 _OPENED: set[str] = set()
@@ -40,7 +41,8 @@ def _audit(event: str, args: tuple) -> None:
         rel = os.path.relpath(os.path.abspath(os.fsdecode(path)), os.getcwd())
     except ValueError:
         return
-    if rel.startswith("..") or rel.endswith((".py", ".pyc")) or rel.split(os.sep, 1)[0] in _SKIP_DIRS:
+    top = rel.split(os.sep, 1)[0]
+    if rel.startswith("..") or rel.endswith((".py", ".pyc")) or top in _SKIP_DIRS or (top == rel and top.startswith(".")):
         return
     if os.path.isfile(rel):
         _OPENED.add(rel.replace(os.sep, "/"))
