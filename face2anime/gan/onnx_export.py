@@ -18,7 +18,6 @@ attention, the model's warnings, training framing), which is all that
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -129,9 +128,3 @@ def max_difference(method: str, onnx_dir: Path, translator: Any, photos: torch.T
     want = translator.to_character(photos)
     return float((got - want).abs().max())
 
-
-def read_meta(onnx_dir: Path, method: str) -> dict[str, Any]:
-    path = Path(onnx_dir) / f"{method}.json"
-    if not path.is_file():
-        raise UserError(f"{path} not found: run `face2anime export` first")
-    return json.loads(path.read_text())
