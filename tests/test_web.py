@@ -303,3 +303,27 @@ def test_model_warnings_name_synthetic_data_small_size_and_collapse() -> None:
     (small,) = model_warnings({"size": 64, "training_data": {"source": "local"}})
     assert "64 px" in small
     assert len(model_warnings({"size": 48, "training_data": {"source": "synthetic"}, "collapsed": True})) == 3
+
+
+def test_model_metrics_page_shows_validity_and_refuses_unknown_models(tmp_path: Path) -> None:
+    cyclegan, metrics = tmp_path / "cyclegan", tmp_path / "metrics"
+    (cyclegan / "baseline").mkdir(parents=True)
+    (cyclegan / "baseline" / "config.json").write_text(json.dumps({"size": 32, "attention": False}))
+    (metrics / "eval").mkdir(parents=True)
+    (metrics / "eval" / "baseline.json").write_text(json.dumps({
+        "n_test": 6, "char_rate": 0.5, "edge_ssim": 0.4, "training": {"collapsed": True, "collapse_reasons": ["x"]},
+        "valid": {"char_rate": {"ok": False, "reasons": ["shuffled_chars char_rate 0.25 <= 0.05"]},
+                  "edge_ssim": {"ok": True, "reasons": []}}}))
+    client = TestClient(create_app(Settings(items_dir=tmp_path / "items", responses=tmp_path / "r.csv",
+                                            cyclegan_dir=cyclegan, metrics_dir=metrics,
+                                            params_file=tmp_path / "none.yaml")))
+    r = client.get("/metrics/baseline")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["metrics"]["char_rate"] == {"value": 0.5, "valid": False,
+                                            "reasons": ["shuffled_chars char_rate 0.25 <= 0.05"]}
+    assert body["metrics"]["edge_ssim"]["valid"] is True and body["training"]["collapsed"] is True
+    for bad in ("proposed", "..%2Fsecrets", "baseline.json"):
+        assert client.get(f"/metrics/{bad}").status_code == 404
+    page = client.get("/", headers={"accept": "text/html"}).text
+    assert 'href="/metrics/baseline"' in page

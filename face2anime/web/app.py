@@ -45,7 +45,7 @@ from face2anime.survey.responses import (
     validate_answer,
 )
 from face2anime.web import pages
-from face2anime.web.converter import Converter, UploadRefused, model_info, model_notes
+from face2anime.web.converter import Converter, UploadRefused, load_eval, model_info, model_notes
 
 COOKIE = "face2anime_rater"
 SURVEY_BODY_LIMIT = 16 * 1024
@@ -64,6 +64,7 @@ class Settings:
     cyclegan_dir: Path = Path("models/cyclegan")
     classifier_dir: Path = Path("models/classifier")
     params_file: Path = Path("params.yaml")
+    metrics_dir: Path = Path("metrics")
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 64_000_000
 
@@ -193,6 +194,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return JSONResponse({"methods": [m for m, _ in result.avatars], "cam": result.cam is not None})
         return HTMLResponse(await run_in_threadpool(convert_html, result), headers={"Cache-Control": "no-store"})
 
+    @handled("convert")
+    async def model_metrics(request: Request) -> Response:
+        """A served model's evaluation: every metric with its validity (floors passed or the
+        reasons they failed), whether its training was flagged as collapsed, and the machine."""
+        method = request.path_params["method"]
+        if method not in converter.methods():
+            raise Refused(404, f"no trained model named {method!r}")
+        ev = load_eval(s.metrics_dir, method)
+        if ev is None:
+            raise Refused(404, f"no evaluation for {method} yet: run `dvc repro evaluate@{method}`")
+        return JSONResponse(ev, headers={"Cache-Control": "no-store"})
+
     def rater_cookie(resp: Response, rater: str) -> Response:
         resp.set_cookie(COOKIE, rater, max_age=365 * 24 * 3600, httponly=True, samesite="lax")
         return resp
@@ -301,5 +314,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/survey/answer", answer, methods=["POST"]),
         Route("/img/{token}.png", image, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics/{method}", model_metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})

@@ -97,6 +97,25 @@ def model_notes(cyclegan_dir: Path, method: str) -> list[str]:
     return model_warnings(cfg)
 
 
+#: the evaluation entries a served model's metrics page shows (with their validity)
+SHOWN_METRICS = ("char_rate", "realism", "kid_judge", "edge_ssim", "cycle_l1", "cam_overlap", "attr_preservation")
+
+
+def load_eval(metrics_dir: Path, method: str) -> dict[str, Any] | None:
+    """``metrics/eval/METHOD.json`` reduced to what a user of the model should see: each
+    metric's value and whether it is valid (with the failed floors), the training flags and
+    the machine; None when the method has not been evaluated."""
+    try:
+        ev = json.loads((Path(metrics_dir) / "eval" / f"{method}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    valid = ev.get("valid") or {}
+    metrics = {k: {"value": ev[k], "valid": (valid.get(k) or {}).get("ok"), "reasons": (valid.get(k) or {}).get("reasons", [])}
+               for k in SHOWN_METRICS if k in ev}
+    return {"method": method, "n_test": ev.get("n_test"), "metrics": metrics, "training": ev.get("training"),
+            "train_seconds": ev.get("train_seconds"), "machine": ev.get("machine")}
+
+
 def model_info(cyclegan_dir: Path, method: str) -> dict[str, Any]:
     try:
         cfg = json.loads((Path(cyclegan_dir) / method / "config.json").read_text())

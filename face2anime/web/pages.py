@@ -133,9 +133,12 @@ def convert_page(methods: list[str], infos: dict[str, dict[str, Any]], data_sour
             f"<td>{escape(str(infos.get(m, {}).get(k, '')))}</td>" for m in methods) + "</tr>" for k in keys)
         src = f" Training data: <code>{escape(data_source)}</code> source (params.yaml <code>download.source</code>)." \
             if data_source else ""
+        links = "".join(f'<td><a href="/metrics/{escape(m)}">metrics/eval/{escape(m)}.json</a></td>' for m in methods)
         models = (f'<section class="card"><h2>The models</h2><p class="note">From '
-                  f"<code>models/cyclegan/*/config.json</code>.{src}</p>"
-                  f"<table><tr><th></th>{head}</tr>{rows}</table></section>")
+                  f"<code>models/cyclegan/*/config.json</code>.{src} The evaluation of each model, with the "
+                  "validity of every metric (whether it beat its degenerate floors), is linked below.</p>"
+                  f'<table><tr><th></th>{head}</tr>{rows}<tr id="model-metrics"><th>evaluation</th>{links}</tr>'
+                  "</table></section>")
     else:
         models = ('<section class="card"><h2>The models</h2><p>No trained models yet: run <code>dvc repro</code> '
                   "(models are read from <code>models/cyclegan/</code>).</p></section>")
