@@ -652,3 +652,17 @@ def test_onnx_export_matches_pytorch_and_converts_without_torch(dataset: dict[st
     assert res.returncode == 0, res.stderr[-2000:]
     with Image.open(out) as im:
         assert im.size == (64, 64)
+    # the web app on the exported models, PyTorch still unimportable: both methods convert
+    code = ("import sys, json; from pathlib import Path; sys.modules['torch'] = None\n"
+            "from starlette.testclient import TestClient\n"
+            "from face2anime.web.app import Settings, create_app\n"
+            f"s = Settings(items_dir=Path({str(tmp_path / 'items')!r}), responses=Path({str(tmp_path / 'r.csv')!r}), "
+            f"params_file=Path({str(params)!r}), backend='onnx', onnx_dir=Path({str(onnx_dir)!r}))\n"
+            f"r = TestClient(create_app(s)).post('/convert', files={{'photo': ('f.png', open({str(photo)!r}, 'rb').read(), "
+            "'image/png')}, data={'no_detect': '1'})\n"
+            "print(r.status_code, json.dumps(r.json()))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr[-2000:]
+    status, body = res.stdout.strip().split(" ", 1)
+    assert status == "200" and sorted(json.loads(body)["methods"]) == ["baseline", "proposed"], res.stdout

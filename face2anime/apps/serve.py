@@ -37,7 +37,9 @@ def main(host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0
          max_pixels: int = typer.Option(64_000_000, help="largest accepted image, pixels (decompression bombs)"),
          simulate: int = typer.Option(0, help="write N simulated raters' answers to --responses and exit"),
          key: Path = typer.Option(Path("data/survey/key.json"), help="blind key (only --simulate reads it)"),
-         seed: int = typer.Option(0, help="seed of --simulate")) -> None:
+         seed: int = typer.Option(0, help="seed of --simulate"),
+         backend: str = typer.Option("torch", help="torch (models/cyclegan checkpoints) | onnx (models/onnx from "
+                                                   "`face2anime export`: no PyTorch needed; no CAM overlay)")) -> None:
     """Serve the Convert and Survey pages (see docs/survey.md)."""
     console = Console()
     if not 0 <= port <= 65535:
@@ -60,7 +62,7 @@ def main(host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0
 
     app = create_app(Settings(items_dir=items, responses=responses, cyclegan_dir=models, classifier_dir=classifier,
                               params_file=params, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                              max_pixels=max_pixels))
+                              max_pixels=max_pixels, backend=backend))
     if not is_loopback(host):
         console.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this machine on port "
                       f"{port} can use the app and submit survey answers. There is no authentication; "

@@ -45,7 +45,7 @@ from face2anime.survey.responses import (
     validate_answer,
 )
 from face2anime.web import pages
-from face2anime.web.converter import Converter, UploadRefused, load_eval, model_info, model_notes
+from face2anime.web.converter import Converter, UploadRefused, load_eval
 
 COOKIE = "face2anime_rater"
 SURVEY_BODY_LIMIT = 16 * 1024
@@ -65,6 +65,8 @@ class Settings:
     classifier_dir: Path = Path("models/classifier")
     params_file: Path = Path("params.yaml")
     metrics_dir: Path = Path("metrics")
+    backend: str = "torch"                 # torch (checkpoints) | onnx (models/onnx, no PyTorch)
+    onnx_dir: Path = Path("models/onnx")
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 64_000_000
 
@@ -118,7 +120,7 @@ async def parse_form(request: Request, limit: int, max_part: int) -> Any:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     s = settings or Settings()
-    converter = Converter(s.cyclegan_dir, s.classifier_dir, s.params_file, s.max_pixels)
+    converter = Converter(s.cyclegan_dir, s.classifier_dir, s.params_file, s.max_pixels, s.backend, s.onnx_dir)
     state: dict[str, Any] = {}
 
     def survey() -> tuple[ItemSet, ResponseStore]:
@@ -160,9 +162,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     def convert_html(result: Any = None, error: str | None = None) -> str:
         methods = converter.methods()
-        return pages.convert_page(methods, {m: model_info(s.cyclegan_dir, m) for m in methods},
+        return pages.convert_page(methods, {m: converter.info(m) for m in methods},
                                   converter.data_source(), s.max_upload_bytes / 1024 / 1024, result, error,
-                                  {m: model_notes(s.cyclegan_dir, m) for m in methods})
+                                  {m: converter.notes(m) for m in methods})
 
     @handled("convert")
     async def index(request: Request) -> Response:

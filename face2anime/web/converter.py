@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from face2anime.core.params import UserError
+from face2anime.core.paths import ONNX_DIR
 from face2anime.data.imageio import BadImage, load_rgb
 
 #: config.json fields shown on the Convert page ("which data and params the model was trained on")
@@ -128,7 +129,11 @@ class Converter:
     """All trained methods of one project, loaded lazily, used under one lock (CPU-bound;
     grad-cam's hooks on the shared classifier are not thread-safe)."""
 
-    def __init__(self, cyclegan_dir: Path, classifier_dir: Path, params_file: Path, max_pixels: int):
+    def __init__(self, cyclegan_dir: Path, classifier_dir: Path, params_file: Path, max_pixels: int,
+                 backend: str = "torch", onnx_dir: Path = ONNX_DIR):
+        if backend not in ("torch", "onnx"):
+            raise UserError(f"backend must be torch or onnx, got {backend!r}")
+        self.backend, self.onnx_dir = backend, Path(onnx_dir)
         self.cyclegan_dir = Path(cyclegan_dir)
         self.classifier_dir = Path(classifier_dir)
         self.params_file = Path(params_file)
@@ -147,6 +152,9 @@ class Converter:
             order = list(self.params().dict("cyclegan.methods"))
         except UserError:  # a missing or odd params file only loses the ordering
             order = []
+        if self.backend == "onnx":   # the exported methods (models/onnx/METHOD.onnx + METHOD.json)
+            found = sorted(p.stem for p in self.onnx_dir.glob("*.onnx") if p.with_suffix(".json").is_file())
+            return [m for m in order if m in found] + [m for m in found if m not in order]
         return model_methods(self.cyclegan_dir, order)
 
     def data_source(self) -> str | None:
@@ -156,14 +164,49 @@ class Converter:
             return None
 
     def _translator(self, method: str, params: Any) -> Any:
-        from face2anime.gan.inference import Translator
+        if self.backend == "onnx":
+            from face2anime.deploy.onnx_runner import OnnxTranslator
 
-        mtime = (self.cyclegan_dir / method / "config.json").stat().st_mtime
+            mtime = (self.onnx_dir / f"{method}.onnx").stat().st_mtime
+            make = lambda: OnnxTranslator(self.onnx_dir, method)  # noqa: E731
+        else:
+            from face2anime.gan.inference import Translator
+
+            mtime = (self.cyclegan_dir / method / "config.json").stat().st_mtime
+            make = lambda: Translator.from_params(method, params, self.cyclegan_dir, self.classifier_dir)  # noqa: E731
         cached = self._translators.get(method)
         if cached is None or cached[0] != mtime:
-            cached = (mtime, Translator.from_params(method, params, self.cyclegan_dir, self.classifier_dir))
+            cached = (mtime, make())
             self._translators[method] = cached
         return cached[1]
+
+    def notes(self, method: str) -> list[str]:
+        """The model's warnings, from the export's METHOD.json or the checkpoint's config.json."""
+        if self.backend == "onnx":
+            try:
+                return list(json.loads((self.onnx_dir / f"{method}.json").read_text()).get("warnings", []))
+            except (OSError, ValueError):
+                return [f"{method}.json of the export cannot be read"]
+        return model_notes(self.cyclegan_dir, method)
+
+    def info(self, method: str) -> dict[str, Any]:
+        if self.backend == "onnx":
+            try:
+                meta = json.loads((self.onnx_dir / f"{method}.json").read_text())
+            except (OSError, ValueError):
+                return {}
+            return {"backend": "onnx", **{k: meta[k] for k in ("size", "attention") if k in meta}}
+        return model_info(self.cyclegan_dir, method)
+
+    def _avatars(self, translator: Any, x: Any) -> Any:
+        """uint8 ``[N, 3, S, S]`` (numpy) -> uint8 avatars ``[N, S, S, 3]`` with either backend."""
+        from face2anime.deploy.onnx_runner import to_uint8_images
+
+        if self.backend == "onnx":
+            return to_uint8_images(translator.to_character(x))
+        import torch
+
+        return to_uint8_images(translator.to_character(torch.from_numpy(x)).numpy())
 
     def _cam_model(self, params: Any) -> tuple[Any, Any] | None:
         from face2anime.models.classifiers import find_layer
@@ -185,12 +228,8 @@ class Converter:
         if not methods:
             raise UploadRefused(409, f"no trained models under {self.cyclegan_dir}: run `dvc repro` first")
         import numpy as np
-        import torch
 
-        from face2anime.cam.maps import compute_cams
         from face2anime.data.facecrop import FaceCropper
-        from face2anime.data.images import to_pil, to_uint8
-        from face2anime.models.classify import LABELS
 
         with self._lock:
             params = self.params()
@@ -202,26 +241,30 @@ class Converter:
                 small = f" ({found.too_small} too small to convert)" if found.too_small else ""
                 raise UploadRefused(422, f"no face found in the photo{small}; if it already is a face crop, "
                                          "tick 'the photo is already a face crop'")
-            def as_batch(faces: list[Image.Image], side: int) -> torch.Tensor:
-                return torch.stack([torch.from_numpy(np.array(
-                    f if f.size == (side, side) else f.resize((side, side), Image.Resampling.LANCZOS))).permute(2, 0, 1)
-                    for f in faces]).contiguous()
+            def as_batch(faces: list[Image.Image], side: int) -> np.ndarray:
+                """uint8 ``[N, 3, side, side]``."""
+                return np.ascontiguousarray(np.stack([np.asarray(
+                    f if f.size == (side, side) else f.resize((side, side), Image.Resampling.LANCZOS))
+                    for f in faces]).transpose(0, 3, 1, 2))
 
             face = found.faces[0]
-            x = as_batch([face], size)
             result = Result(face=png(face), cam=None, conversions=conversions, faces_found=found.found,
                             too_small=found.too_small, over_limit=found.over_limit)
-            per_method = {m: [png(to_pil(a)) for a in to_uint8(tr.to_character(as_batch(found.faces, tr.size)))]
+            per_method = {m: [png(Image.fromarray(a)) for a in self._avatars(tr, as_batch(found.faces, tr.size))]
                           for m, tr in translators.items()}
             result.avatars = [(m, imgs[0]) for m, imgs in per_method.items()]
             result.others = [(png(f), [(m, imgs[i]) for m, imgs in per_method.items()])
                              for i, f in enumerate(found.faces[1:], start=1)]
-            cam_model = self._cam_model(params)
+            cam_model = self._cam_model(params) if self.backend == "torch" else None   # the overlay needs torch
             if cam_model is not None:
+                import torch
                 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-                cams = compute_cams(cam_model[0], cam_model[1], x, LABELS["human"], params.str("cam.method"),
-                                    require_signal=False)
+                from face2anime.cam.maps import compute_cams
+                from face2anime.models.classify import LABELS
+
+                cams = compute_cams(cam_model[0], cam_model[1], torch.from_numpy(as_batch([face], size)),
+                                    LABELS["human"], params.str("cam.method"), require_signal=False)
                 rgb = np.asarray(face, dtype=np.float32) / 255.0
                 result.cam = png(Image.fromarray(show_cam_on_image(rgb, cams[0], use_rgb=True, image_weight=0.6)))
         return result
