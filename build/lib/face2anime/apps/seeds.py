@@ -1,0 +1,127 @@
+"""``face2anime seeds``: the paired comparison over several training seeds, from finished DVC
+experiments.
+
+Seeds run through DVC's own machinery (each in a temporary copy of the repo, so the
+workspace, its params and its HEAD are never touched, even when a run is interrupted)::
+
+    for s in 1 2; do dvc exp run --queue -n seed-$s -S cyclegan.train.seed=$s; done
+    dvc queue start -j 1          # or: dvc exp run --run-all -j 1
+    face2anime seeds              # the workspace (seed 0) + every finished seed experiment
+
+This command only aggregates. It picks the experiments of the current commit whose params
+equal the workspace's except ``cyclegan.train.seed`` (or the ones named with ``--exp``),
+reads each one's eval JSONs, per-image tables and judge features with ``dvc.api.open``,
+and runs :func:`~face2anime.evaluation.compare.paired_comparison` over all of them: the CI
+is a two-way bootstrap over seeds and test images. It writes ``metrics/seeds.json`` and
+``reports/seeds.md``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from face2anime.core.io import write_json, write_text
+from face2anime.core.params import UserError, flat_items, load_params
+from face2anime.evaluation.compare import load_run, markdown, paired_comparison
+
+SEED_KEY = "cyclegan.train.seed"
+
+
+def finished_experiments(repo: str = ".", all_commits: bool = False) -> list[dict[str, Any]]:
+    """Finished experiments of the current commit (or of every commit):
+    ``[{name, rev, params (flat)}]``."""
+    from dvc.repo import Repo
+
+    with Repo(repo) as r:
+        baseline = r.scm.get_rev()
+        listed = r.experiments.ls(all_commits=True) if all_commits else r.experiments.ls(rev=baseline)
+        found = []
+        for ref_info in [e for refs in listed.values() for e in refs]:   # {commit: [(name, rev), ...]}
+            name, rev = ref_info if isinstance(ref_info, tuple) else (ref_info, None)
+            if rev is None:
+                continue
+            params = r.params.show(revs=[rev]).get(rev, {}).get("data", {}).get("params.yaml", {}).get("data", {})
+            found.append({"name": name, "rev": rev, "params": flat_items(params)})
+    return found
+
+
+def same_but_seed(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = (set(a) | set(b)) - {SEED_KEY}
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def aggregate(methods: list[str], reference: str, candidate: str, experiments: list[dict[str, Any]],
+              include_workspace: bool = True, n_boot: int = 10000, n_perm: int = 10000,
+              repo: str = ".") -> tuple[dict, list[str]]:
+    """The paired comparison over the workspace's run and ``experiments`` (one per seed)."""
+    import dvc.api
+
+    runs, labels = [], []
+    if include_workspace:
+        runs.append(load_run(methods))
+        labels.append("workspace")
+    for e in experiments:
+        runs.append(load_run(methods, open_file=lambda p, rev=e["rev"]: dvc.api.open(p, repo=repo, rev=rev,
+                                                                                        mode="rb")))
+        labels.append(f"{e['name']} (seed {e['params'].get(SEED_KEY)})")
+    if len(runs) < 2:
+        raise UserError("seeds: fewer than two runs to aggregate; queue seeds first, e.g. "
+                        "`dvc exp run --queue -n seed-1 -S cyclegan.train.seed=1` and `dvc queue start -j 1`")
+    return paired_comparison(runs, reference, candidate, n_boot, n_perm), labels
+
+
+def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None = None,
+              metrics_dir: Path = Path("metrics"), reports_dir: Path = Path("reports"),
+              reference: str | None = None, candidate: str | None = None, workspace: bool = True,
+              out_name: str = "seeds", all_commits: bool = False) -> dict:
+    """The paired comparison of ``candidate`` with ``reference`` (default: ``compare.*``) over the
+    workspace (unless ``workspace`` is False) and the chosen finished experiments; writes
+    ``metrics/OUT_NAME.json`` and ``reports/OUT_NAME.md``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", out_name):
+        raise UserError(f"seeds: --out must be a plain file name (letters, digits, _ . -), got {out_name!r}")
+    p = load_params(params_file)
+    reference = reference or p.str("compare.reference")
+    candidate = candidate or p.str("compare.candidate")
+    methods = [reference, candidate]
+    exps = finished_experiments(all_commits=all_commits)
+    if names:
+        missing = sorted(set(names) - {e["name"] for e in exps})
+        if missing:
+            raise UserError(f"seeds: no finished experiment named {', '.join(missing)} on "
+                            f"{'any' if all_commits else 'this'} commit (see `dvc exp show`)")
+        chosen = [e for e in exps if e["name"] in names]
+    else:
+        here = flat_items(p.data)
+        chosen = [e for e in exps if same_but_seed(e["params"], here) and e["params"].get(SEED_KEY) != here.get(SEED_KEY)]
+    seeds = {e["params"].get(SEED_KEY) for e in chosen}
+    if len(seeds) != len(chosen):
+        raise UserError("seeds: two experiments share a seed; name the ones to use with --exp")
+    table, labels = aggregate(methods, reference, candidate, chosen, include_workspace=workspace,
+                              n_boot=p.int("compare.bootstrap", lo=100), n_perm=p.int("compare.permutations", lo=100))
+    write_json(metrics_dir / f"{out_name}.json", {"runs": labels, "reference": reference, "candidate": candidate,
+                                                  "metrics": table})
+    md = (f"# {candidate} vs {reference} over {len(labels)} training seeds\n\nRuns: {', '.join(labels)}. "
+          "CIs: two-way bootstrap over seeds and test images.\n\n" + markdown(table, methods, reference, candidate))
+    write_text(reports_dir / f"{out_name}.md", md)
+    Console().print(md, highlight=False)
+    return table
+
+
+def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to use (default: every finished "
+                                       "experiment of this commit that differs from the workspace only in "
+                                       "cyclegan.train.seed)"),
+         reference: str = typer.Option(None, help="reference method (default: compare.reference)"),
+         candidate: str = typer.Option(None, help="candidate method (default: compare.candidate)"),
+         workspace: bool = typer.Option(True, "--workspace/--no-workspace",
+                                        help="include the workspace's own run (seed 0)"),
+         out: str = typer.Option("seeds", help="writes metrics/OUT.json and reports/OUT.md"),
+         all_commits: bool = typer.Option(False, "--all-commits", help="also experiments based on other commits "
+                                          "(results of other code: use it knowingly)"),
+         params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
+    """Paired comparison over the workspace and finished seed experiments (metrics/seeds.json)."""
+    run_seeds(params, exp or None, reference=reference, candidate=candidate, workspace=workspace, out_name=out,
+              all_commits=all_commits)

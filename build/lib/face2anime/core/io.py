@@ -1,0 +1,102 @@
+"""Atomic writes (JSON, text, CSV, images, checkpoints) and safe checkpoint loading.
+
+Every output goes to a temporary file beside its destination and is renamed into place
+only when complete, so a killed stage never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from face2anime.core.params import UserError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_image(img: Any, path: str | os.PathLike) -> None:
+    """Save a PIL image atomically; the format follows the destination's suffix."""
+    dest = Path(path)
+    with atomic_path(dest) as tmp:
+        img.save(tmp, format=_pil_format(dest))
+
+
+def _pil_format(path: Path) -> str:
+    return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+
+
+def save_csv(df: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    import torch
+
+    # through a file object: torch names the zip's root folder after a *path*'s stem, which would
+    # be the random temp name, so identical weights would get a new file hash on every save
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
+def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """Load a checkpoint safely (``weights_only=True``); a missing file is a UserError."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint not found: {p} (run the stage that makes it first)")
+    return torch.load(p, map_location=map_location, weights_only=True)
+
+
+def rel(path: str | os.PathLike) -> str:
+    """A path as shown to users: relative to the current directory where possible."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+#: User-provided inputs inside the repo (local photos, pretrained weights). The stages that
+#: read them declare these folders as DVC dependencies, so adding or changing a file there
+#: re-runs them; files elsewhere are invisible to DVC.
+INPUTS_DIR = Path("inputs")
+
+
+def inside_inputs(path: str | os.PathLike) -> bool:
+    """True when ``path`` lies inside the repo's ``inputs/`` folder (seen by DVC)."""
+    try:
+        Path(path).resolve().relative_to(INPUTS_DIR.resolve())
+        return True
+    except ValueError:
+        return False

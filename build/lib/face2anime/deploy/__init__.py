@@ -1,0 +1,1 @@
+"""Running exported models without PyTorch (onnxruntime, numpy, Pillow)."""
