@@ -19,9 +19,8 @@ os.umask(_UMASK)
 
 
 def _fsync(path: Path) -> None:
-    """Flush a file's data, or a folder's entries, to the disk (a file is opened for writing,
-    without truncation: it is not a read of the file)."""
-    fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_WRONLY)
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
