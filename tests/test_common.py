@@ -1,7 +1,6 @@
 """Params validation, atomic writes, safe checkpoint loading, device choice."""
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -62,30 +61,6 @@ def test_repo_params_are_valid_for_every_stage() -> None:
     assert method_names(p) == declared and {"baseline", "proposed"} <= set(declared)
     for m in method_names(p):
         read_config(m, p)
-
-
-def test_atomic_write_flushes_the_file_then_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Durable: the new file's data reaches the disk before the rename, the rename after it."""
-    import os
-
-    synced: list[str] = []
-    real_fsync, real_open = os.fsync, os.open
-    names: dict[int, str] = {}
-
-    def opening(path, flags, *a, **kw):
-        fd = real_open(path, flags, *a, **kw)
-        names[fd] = os.fspath(path)
-        return fd
-
-    def fsync(fd: int) -> None:
-        synced.append(names.get(fd, "?"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "open", opening)
-    monkeypatch.setattr(os, "fsync", fsync)
-    write_json(tmp_path / "sub" / "m.json", {"a": 1})
-    assert len(synced) == 2 and synced[0].endswith(".tmp.json") and synced[1] == str(tmp_path / "sub")
-    assert json.loads((tmp_path / "sub" / "m.json").read_text()) == {"a": 1}
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:

@@ -18,20 +18,9 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's data, or a folder's entries, to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success flush it to disk (fsync), rename it
-    onto ``path`` and fsync the folder, so that after a crash or power loss ``path`` holds
-    either the old or the complete new file, never a truncated one."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
@@ -40,9 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        _fsync(tmp_path)
         os.replace(tmp_path, dest)
-        _fsync(dest.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
