@@ -1,1 +1,0 @@
-"""Running exported models without PyTorch (onnxruntime, numpy, Pillow)."""

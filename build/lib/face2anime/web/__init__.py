@@ -1,1 +1,0 @@
-"""``face2anime serve``: the local web app (convert a photo; the blind rating survey)."""
