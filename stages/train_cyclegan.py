@@ -16,7 +16,8 @@ import typer
 from face2anime.core.params import UserError, load_params
 from face2anime.core.timing import count_images
 from face2anime.gan import distributed
-from face2anime.gan.train import LIVE_ROOT, read_config, train
+from face2anime.gan.config import LIVE_ROOT, read_config
+from face2anime.gan.train import train
 
 
 def main(method: str = typer.Argument(..., help="an entry of cyclegan.methods (baseline, proposed, ...)"),

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from cfgutil import train_section
 from face2anime.apps import bench
 from face2anime.core.params import Params
 
@@ -15,9 +16,8 @@ def test_bench_rows_and_json(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(bench, "PAPER", {"size": 32, "ngf": 4, "ndf": 4, "n_res": 1, "batch_size": 1})
     p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "resize": {"size": 32}, "select": {"max_images": 4, "share": 1.0},
                 "cyclegan": {"methods": {"baseline": {"subset": "random", "attention": False}},
-                             "train": {"ngf": 4, "ndf": 4, "n_res": 1, "batch_size": 2, "epochs": 1,
-                                       "steps_per_epoch": 1, "lr_decay_epochs": 0, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999,
-                                       "lambda_cyc": 10.0, "threads": 1}}})
+                             "train": train_section(ngf=4, ndf=4, n_res=1, batch_size=2, epochs=1, steps_per_epoch=1,
+                                                   lr_decay_epochs=0, threads=1)}})
     threads = torch.get_num_threads()
     try:
         out = bench.run_bench(p, ["quick", "paper"], ["plain", "attention"], {"quick": 1, "paper": 1}, 1,

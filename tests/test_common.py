@@ -48,7 +48,7 @@ def test_load_params_errors(tmp_path: Path) -> None:
 
 def test_repo_params_are_valid_for_every_stage() -> None:
     """The shipped params.yaml passes each stage's validation (catches a renamed key)."""
-    from face2anime.gan.train import method_names, read_config
+    from face2anime.gan.config import method_names, read_config
     from face2anime.models.classify import classifier_config
 
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -174,7 +174,8 @@ def test_gpu_check_pieces_run_on_cpu() -> None:
 
     a = agreement(torch.device("cpu"), size=32, ngf=4)
     assert a["generator_fp32"] == 0.0 and a["discriminator_fp32"] == 0.0
-    r = train_steps(torch.device("cpu"), steps=1, size=32, ngf=4, ndf=4, n_res=1, batch_size=1)
+    train = load_params(Path(__file__).resolve().parents[1] / "params.yaml").section("cyclegan.train")
+    r = train_steps(torch.device("cpu"), train, steps=1, size=32, ngf=4, ndf=4, n_res=1, batch_size=1)
     assert r["finite"] and r["images_per_s"] > 0
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import tiny_params
 from PIL import Image
 
 from face2anime.core.params import UserError
@@ -263,14 +265,17 @@ def test_path_escape_and_bad_id_skipped(tmp_path: Path) -> None:
 def test_main_reads_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     make_raw(tmp_path / "data" / "raw", bad=False)
-    (tmp_path / "params.yaml").write_text(
-        "seed: 3\nresize:\n  size: 20\n  test_count: 2\n  crop: none\n  max_pixels: 1000000\n")
+    def write(**over) -> None:
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(
+            {"seed": 3, "resize.test_count": 2, "resize.crop": "none", "resize.max_pixels": 1000000, **over})))
+
+    write(**{"resize.size": 20})
     main(Path("params.yaml"))
     metrics = json.loads((tmp_path / "metrics" / "resize.json").read_text())
     assert metrics["size"] == 20 and metrics["written"]["human"] == {"train": 10, "test": 2}
-    (tmp_path / "params.yaml").write_text("seed: 3\nresize:\n  size: 8\n  test_count: 2\n  crop: none\n")
+    write(**{"resize.size": 8})
     with pytest.raises(UserError, match="resize.size"):
         main(Path("params.yaml"))
-    (tmp_path / "params.yaml").write_text("seed: 3\nresize:\n  size: 32\n  test_count: 2\n  crop: haar\n")
+    write(**{"resize.size": 32, "resize.crop": "haar"})
     with pytest.raises(UserError, match="resize.crop"):
         main(Path("params.yaml"))

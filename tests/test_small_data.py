@@ -18,6 +18,7 @@ import torch
 from face2anime.core.params import Params
 from face2anime.data.resize import resize_dataset
 from face2anime.data.synthetic import generate
+from cfgutil import train_section
 from face2anime.gan import train as tc
 from face2anime.sources.download import make_photo_like
 
@@ -43,7 +44,7 @@ def small_photo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _train(root: Path, out: Path, diffaug: str) -> dict:
     p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "select": {"max_images": 16, "share": 1.0},
                 "cyclegan": {"methods": {"baseline": {"subset": "random", "attention": False}},
-                             "train": {**SMALL, "diffaug": diffaug}}})
+                             "train": train_section(**SMALL, diffaug=diffaug)}})
     return tc.train("baseline", p, data_dir=root / "resized", cam_dir=root / "none", select_csv=root / "none.csv",
                     out_dir=out / "model", live_dir=out / "live", ckpt_dir=out / "ckpt", progress=False)
 

@@ -12,7 +12,10 @@ import torch
 from PIL import Image
 
 from face2anime.core.params import Params, UserError
-from face2anime.gan import train as tc
+import yaml
+from cfgutil import train_config, train_section
+from conftest import tiny_params
+from face2anime.gan import config as gcfg, data as gdata, model as gmodel, pool as gpool, train as tc
 from face2anime.gan.inference import load_generator
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
@@ -66,10 +69,8 @@ def _params(**over) -> Params:
     methods = {"baseline": {"subset": "random", "attention": False},
                "proposed": {"subset": "selected", "attention": True}}
     precision = over.pop("precision", "auto")
-    cg = {"ngf": 4, "ndf": 4, "n_res": 1, "epochs": 3, "steps_per_epoch": 3, "batch_size": 2,
-          "lr": 0.0002, "beta1": 0.5, "beta2": 0.999, "lr_decay_epochs": 2, "lambda_cyc": 10.0,
-          "lambda_idt": 0.5, "gan_loss": "vanilla", "pool_size": 3, "attention_mode": "residual",
-          "ema": 0.9, "sample_every": 1, "log_every": 2}
+    cg = train_section(ngf=4, ndf=4, n_res=1, epochs=3, steps_per_epoch=3, batch_size=2, pool_size=3,
+                       ema=0.9, log_every=2)
     cg.update(over)
     return Params({"seed": 3, "device": "cpu", "precision": precision, "select": {"max_images": 6, "share": 1.0},
                    "cyclegan": {"methods": methods, "train": cg}})
@@ -90,7 +91,7 @@ def _tsv(live: Path, name: str) -> pd.DataFrame:
 
 def test_unknown_method_lists_configured() -> None:
     with pytest.raises(UserError, match="baseline, proposed"):
-        tc.read_config("cyclegan_plus", _params())
+        gcfg.read_config("cyclegan_plus", _params())
 
 
 @pytest.mark.parametrize("entry", [{"subset": "best", "attention": False}, {"subset": "random"},
@@ -99,71 +100,74 @@ def test_bad_method_entry(entry) -> None:
     p = _params()
     p.data["cyclegan"]["methods"]["odd"] = entry
     with pytest.raises(UserError, match="cyclegan.methods.odd"):
-        tc.read_config("odd", p)
+        gcfg.read_config("odd", p)
 
 
 def test_method_names_expand_params() -> None:
     p = _params()
-    # extra keys (e.g. dependency paths interpolated by dvc.yaml) are allowed and ignored
-    p.data["cyclegan"]["methods"]["select_only"] = {"subset": "selected", "attention": False,
-                                                   "cam_dep": "data/resized/manifest.csv"}
-    assert tc.method_names(p) == ["baseline", "proposed", "select_only"]
-    assert tc.read_config("select_only", p).attention is False
+    p.data["cyclegan"]["methods"]["select_only"] = {"subset": "selected", "attention": False}
+    assert gcfg.method_names(p) == ["baseline", "proposed", "select_only"]
+    assert gcfg.read_config("select_only", p).attention is False
+    # a misspelled key of a method entry is an error naming it and the nearest valid key
+    p.data["cyclegan"]["methods"]["select_only"]["atention"] = True
+    with pytest.raises(UserError, match=r"unknown param 'cyclegan.methods.select_only.atention' "
+                                        r"\(did you mean 'cyclegan.methods.select_only.attention'\?\)"):
+        gcfg.read_config("select_only", p)
 
 
 def test_random_subset_seeded_and_order_free() -> None:
     ids = [f"h{i:03d}" for i in range(50)]
-    a = tc.random_subset(ids, 10, 0)
-    assert a == tc.random_subset(list(reversed(ids)), 10, 0)
-    assert a != tc.random_subset(ids, 10, 1)
-    assert len(set(a)) == 10 and tc.random_subset(ids, 99, 0).__len__() == 50
+    a = gdata.random_subset(ids, 10, 0)
+    assert a == gdata.random_subset(list(reversed(ids)), 10, 0)
+    assert a != gdata.random_subset(ids, 10, 1)
+    assert len(set(a)) == 10 and gdata.random_subset(ids, 99, 0).__len__() == 50
 
 
 def test_baseline_ignores_selection_and_cams(dataset: dict[str, Path], tmp_path: Path) -> None:
-    cfg = tc.read_config("baseline", _params())
-    x1, y1 = tc.load_training_data(cfg, dataset["data_dir"], tmp_path / "no_cam", tmp_path / "no" / "selected.csv")
+    cfg = gcfg.read_config("baseline", _params())
+    x1, y1 = gdata.load_training_data(cfg, dataset["data_dir"], tmp_path / "no_cam", tmp_path / "no" / "selected.csv")
     other = tmp_path / "selected.csv"
     pd.DataFrame({"id": ["h000"]}).to_csv(other, index=False)
-    x2, _ = tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], other)
+    x2, _ = gdata.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], other)
     assert x1.ids == x2.ids and len(x1.ids) == 6 and x1.cams is None and y1.cams is None
     assert len(y1.ids) == N_CHAR
 
 
 def test_proposed_uses_selection_and_cams(dataset: dict[str, Path]) -> None:
-    cfg = tc.read_config("proposed", _params())
-    x, y = tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], dataset["select_csv"])
+    cfg = gcfg.read_config("proposed", _params())
+    x, y = gdata.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], dataset["select_csv"])
     assert x.ids == ["h005", "h001", "h009", "h003", "h011", "h002"]  # rank order, capped at max_images
     assert x.cams is not None and x.cams.shape == (6, 1, SIZE // 4, SIZE // 4)
     assert y.cams is not None and len(y.ids) == N_CHAR
     # the character set is the same for every method
-    _, yb = tc.load_training_data(tc.read_config("baseline", _params()), dataset["data_dir"], Path("nope"), Path("nope"))
+    _, yb = gdata.load_training_data(gcfg.read_config("baseline", _params()), dataset["data_dir"], Path("nope"), Path("nope"))
     assert yb.ids == y.ids and torch.equal(yb.images, y.images)
 
 
 def test_proposed_input_errors(dataset: dict[str, Path], tmp_path: Path) -> None:
-    cfg = tc.read_config("proposed", _params())
+    cfg = gcfg.read_config("proposed", _params())
     with pytest.raises(UserError, match="cam stage"):
-        tc.load_training_data(cfg, dataset["data_dir"], tmp_path, dataset["select_csv"])
+        gdata.load_training_data(cfg, dataset["data_dir"], tmp_path, dataset["select_csv"])
     empty = tmp_path / "empty.csv"
     pd.DataFrame({"id": []}).to_csv(empty, index=False)
     with pytest.raises(UserError, match="selects no human"):
-        tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], empty)
+        gdata.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], empty)
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"id": ["c001"]}).to_csv(wrong, index=False)
     with pytest.raises(UserError, match="not human train"):
-        tc.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], wrong)
+        gdata.load_training_data(cfg, dataset["data_dir"], dataset["cam_dir"], wrong)
 
 
 def test_index_stream_resumes_and_covers() -> None:
-    s = tc.IndexStream(5, 0, 0)
+    s = gdata.IndexStream(5, 0, 0)
     seq = s.take(12)
     assert sorted(seq[:5].tolist()) == list(range(5)) and sorted(seq[5:10].tolist()) == list(range(5))
-    r = tc.IndexStream(5, 0, 0, pos=7)
+    r = gdata.IndexStream(5, 0, 0, pos=7)
     assert torch.equal(r.take(5), seq[7:12])
 
 
 def test_pool_keeps_cams_with_images() -> None:
-    pool = tc.ImagePool(4, 0)
+    pool = gpool.ImagePool(4, 0)
     for i in range(20):
         imgs = torch.full((2, 3, 4, 4), float(i))
         cams = torch.full((2, 1, 2, 2), float(i))
@@ -198,7 +202,7 @@ class _LoopPool:
 def test_pool_matches_the_per_image_loop(size: int, batch: int) -> None:
     """Same draws, same outputs, same contents: also when the pool fills up mid-batch and when
     one batch draws the same slot twice (small pool, big batch)."""
-    ref, new = _LoopPool(size, 7), tc.ImagePool(size, 7)
+    ref, new = _LoopPool(size, 7), gpool.ImagePool(size, 7)
     for i in range(30):
         imgs = torch.randn(batch, 3, 4, 4)
         cams = imgs[:, :1, :2, :2] + 100
@@ -206,7 +210,7 @@ def test_pool_matches_the_per_image_loop(size: int, batch: int) -> None:
         b, bc = new.query(imgs, cams)
         assert torch.equal(a, b) and torch.equal(ac, bc), i
     assert torch.equal(torch.cat(ref.images), new.state_dict()["images"])
-    restored = tc.ImagePool(size, 0)
+    restored = gpool.ImagePool(size, 0)
     restored.load_state_dict(new.state_dict(), torch.device("cpu"))
     imgs = torch.randn(batch, 3, 4, 4)
     assert torch.equal(restored.query(imgs, imgs[:, :1, :2, :2])[0], new.query(imgs, imgs[:, :1, :2, :2])[0])
@@ -220,9 +224,9 @@ def test_discriminator_cams_resized_once_match_per_call_resizing() -> None:
     for size in (24, 32, 48, 64, 100, 256):
         d = Discriminator(4)
         h = d.conv3(d.conv2(d.conv1(d.conv0(torch.zeros(1, 3, size, size)))))
-        assert h.shape[-1] == tc.d_feature_size(size)
+        assert h.shape[-1] == gdata.d_feature_size(size)
     cams = torch.rand(10, 1, 12, 12)
-    once = tc.resize_cams(cams, tc.d_feature_size(48))
+    once = gdata.resize_cams(cams, gdata.d_feature_size(48))
     for i in range(0, 10, 3):
         per_call = cam_weight(cams[i:i + 3], (5, 5), "residual", torch.float32)
         assert torch.equal(cam_weight(once[i:i + 3], (5, 5), "residual", torch.float32), per_call)
@@ -230,26 +234,26 @@ def test_discriminator_cams_resized_once_match_per_call_resizing() -> None:
 
 @pytest.mark.parametrize("attention", [False, True])
 def test_steps_on_fixed_batch_lower_cycle_loss(attention: bool) -> None:
-    cfg = tc.TrainConfig(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=8, ndf=4,
+    cfg = train_config(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=8, ndf=4,
                          n_res=1, epochs=1, steps_per_epoch=30, lr_decay_epochs=0, lr=1e-3, precision="fp32")
     torch.manual_seed(0)
-    model = tc.CycleGAN(cfg, torch.device("cpu"))
+    model = gmodel.CycleGAN(cfg, torch.device("cpu"))
     def smooth() -> torch.Tensor:  # low-frequency images a tiny generator can reconstruct
         return torch.nn.functional.interpolate(torch.rand(2, 3, 4, 4) * 2 - 1, size=SIZE, mode="bilinear")
 
     x, y = smooth(), smooth()
     cx = torch.rand(2, 1, 8, 8) if attention else None
     cy = torch.rand(2, 1, 8, 8) if attention else None
-    cyc = [float(model.step(x, y, cx, cy)[0][tc.LOSSES.index("loss_cyc")]) for _ in range(30)]
+    cyc = [float(model.step(x, y, cx, cy)[0][gmodel.LOSSES.index("loss_cyc")]) for _ in range(30)]
     assert np.mean(cyc[-5:]) < 0.6 * np.mean(cyc[:3])
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.5])
 def test_ema_generators_average_the_trained_weights(decay: float) -> None:
-    cfg = tc.TrainConfig(method="m", subset="random", attention=False, seed=0, max_images=4, ngf=4, ndf=4,
+    cfg = train_config(method="m", subset="random", attention=False, seed=0, max_images=4, ngf=4, ndf=4,
                          n_res=1, epochs=1, steps_per_epoch=3, lr_decay_epochs=0, lr=1e-3, ema=decay,
                          precision="fp32")
-    model = tc.CycleGAN(cfg, torch.device("cpu"))
+    model = gmodel.CycleGAN(cfg, torch.device("cpu"))
     expect = [p.detach().clone() for p in model.G_XY.parameters()]
     x, y = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1
     for _ in range(3):
@@ -268,14 +272,14 @@ def test_ema_generators_average_the_trained_weights(decay: float) -> None:
 def test_non_finite_loss_stops_the_run_before_any_model_is_written(dataset: dict[str, Path], tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A diverged run (NaN losses from step 4 on) is a one-line error, not NaN weights on disk."""
-    real_step, calls = tc.CycleGAN.step, {"n": 0}
+    real_step, calls = gmodel.CycleGAN.step, {"n": 0}
 
     def diverging(self, *args, **kw):
         losses, d_stats = real_step(self, *args, **kw)
         calls["n"] += 1
         return (losses * float("nan"), d_stats) if calls["n"] >= 4 else (losses, d_stats)
 
-    monkeypatch.setattr(tc.CycleGAN, "step", diverging)
+    monkeypatch.setattr(gmodel.CycleGAN, "step", diverging)
     with pytest.raises(UserError, match=r"training diverged \(non-finite loss_G_adv, .* by step [45]\)"):
         _run("baseline", dataset, tmp_path)
     assert not list((tmp_path / "model").rglob("*.pt"))   # no generator, no weights of any kind
@@ -291,7 +295,7 @@ def test_full_run_outputs(dataset: dict[str, Path], tmp_path: Path) -> None:
     assert not (tmp_path / "ckpt").exists()  # checkpoint removed on success
     loss = _tsv(tmp_path / "live", "loss_cyc")
     assert loss["step"].tolist() == [2, 3, 5, 6, 8, 9]  # every log_every=2 steps and at each epoch end
-    for name in tc.LOGGED:
+    for name in gcfg.LOGGED:
         assert (tmp_path / "live" / "plots" / "metrics" / f"{name}.tsv").is_file()
     metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert metrics["steps"] == 9 and metrics["n_human_train"] == 6 and metrics["images_per_s"] > 0
@@ -398,10 +402,10 @@ def test_fast_path_is_deterministic_and_resumes_bit_exactly(dataset: dict[str, P
 
 
 def test_compile_failure_falls_back_to_eager_with_one_line(capsys) -> None:
-    cfg = tc.TrainConfig(method="m", subset="random", attention=True, seed=0, max_images=4, ngf=4, ndf=4, n_res=1,
+    cfg = train_config(method="m", subset="random", attention=True, seed=0, max_images=4, ngf=4, ndf=4, n_res=1,
                          epochs=1, steps_per_epoch=3, precision="fp32", compile=True)
     lines: list[str] = []
-    model = tc.CycleGAN(cfg, torch.device("cpu"), notify=lines.append)
+    model = gmodel.CycleGAN(cfg, torch.device("cpu"), notify=lines.append)
 
     def broken(*args):
         raise RuntimeError("inductor: simulated C++ compiler failure\nsecond line")
@@ -432,22 +436,22 @@ def test_d_cam_modes_give_d_the_right_cam(mode: str, tmp_path: Path) -> None:
     of that very image (real and fake computed alike); none: D gets no CAM."""
     from face2anime.gan import dcam
 
-    cfg = tc.TrainConfig(method="m", subset="random", attention=True, seed=0, max_images=4, ngf=4, ndf=4, n_res=1,
+    cfg = train_config(method="m", subset="random", attention=True, seed=0, max_images=4, ngf=4, ndf=4, n_res=1,
                          epochs=1, steps_per_epoch=3, precision="fp32", d_cam=mode)
-    model = tc.CycleGAN(cfg, torch.device("cpu"))
-    net = tc.load_cam_net(_classifier_dir(tmp_path / "cls"))
+    model = gmodel.CycleGAN(cfg, torch.device("cpu"))
+    net = dcam.load_cam_net(_classifier_dir(tmp_path / "cls"))
     model.set_cam_net(net)
     model.image_size = SIZE
     img, src = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 1, 3, 3)
-    _, cam = model._d_view(img, src, None, tc.LABEL_Y)
+    _, cam = model._d_view(img, src, None, gmodel.LABEL_Y)
     if mode == "source":
         assert cam is src
     elif mode == "none":
         assert cam is None
     else:
         assert cam is src      # given (precomputed for real images / stored with a pooled fake): kept
-        _, cam = model._d_view(img, None, None, tc.LABEL_Y)
-        assert torch.equal(cam, dcam.self_cam(net, img, tc.LABEL_Y, tc.d_feature_size(SIZE)))
+        _, cam = model._d_view(img, None, None, gmodel.LABEL_Y)
+        assert torch.equal(cam, dcam.self_cam(net, img, gmodel.LABEL_Y, gdata.d_feature_size(SIZE)))
         assert not cam.requires_grad
     losses, _ = model.step(img, img.flip(0), torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))
     assert torch.isfinite(losses).all()
@@ -477,7 +481,7 @@ def test_diffaug_changes_training_and_is_validated(dataset: dict[str, Path], tmp
     a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
     assert not torch.equal(a["D_X"]["conv0.0.weight"], b["D_X"]["conv0.0.weight"])
     with pytest.raises(UserError, match="diffaug.*'blur'"):
-        tc.read_config("baseline", _params(diffaug="blur"))
+        gcfg.read_config("baseline", _params(diffaug="blur"))
 
 
 def test_snapshot_best_saves_the_best_validated_generators(dataset: dict[str, Path], tmp_path: Path) -> None:
@@ -489,7 +493,7 @@ def test_snapshot_best_saves_the_best_validated_generators(dataset: dict[str, Pa
     assert val["val_score"].min() == pytest.approx(s["val_best_score"], abs=1e-4)
     assert s["collapsed"] in (True, False) and isinstance(s["collapse_reasons"], list)
     with pytest.raises(UserError, match="val_every"):
-        tc.read_config("baseline", _params(snapshot="best", val_every=0))
+        gcfg.read_config("baseline", _params(snapshot="best", val_every=0))
 
 
 def test_d_cam_self_needs_the_classifier_declared() -> None:
@@ -497,14 +501,14 @@ def test_d_cam_self_needs_the_classifier_declared() -> None:
     p.data["cyclegan"]["methods"]["proposed"]["inputs"] = {"subset": "data/select/selected.csv", "cams": "data/cam",
                                                            "classifier": "data/resized/manifest.csv"}
     with pytest.raises(UserError, match="inputs.classifier"):
-        tc.read_config("proposed", p)
-    p.data["cyclegan"]["methods"]["proposed"]["inputs"]["classifier"] = tc.CLASSIFIER_INPUT
-    assert tc.read_config("proposed", p).d_cam == "self"
+        gcfg.read_config("proposed", p)
+    p.data["cyclegan"]["methods"]["proposed"]["inputs"]["classifier"] = gcfg.CLASSIFIER_INPUT
+    assert gcfg.read_config("proposed", p).d_cam == "self"
     p.data["cyclegan"]["methods"]["baseline"]["inputs"] = {"subset": "data/resized/manifest.csv",
                                                            "cams": "data/resized/manifest.csv",
-                                                           "classifier": tc.CLASSIFIER_INPUT}
+                                                           "classifier": gcfg.CLASSIFIER_INPUT}
     with pytest.raises(UserError, match="never reads"):
-        tc.read_config("baseline", p)
+        gcfg.read_config("baseline", p)
 
 
 @pytest.mark.parametrize("attention", [False, True])
@@ -512,10 +516,10 @@ def test_fast_eager_options_compute_the_same_step(attention: bool) -> None:
     """channels_last + fused Adam + fused passes (eager) is the same function as the exact mode:
     two steps from the same weights give the same losses up to float rounding."""
     def run(**opts):
-        cfg = tc.TrainConfig(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=4, ndf=4,
+        cfg = train_config(method="m", subset="random", attention=attention, seed=0, max_images=4, ngf=4, ndf=4,
                              n_res=1, epochs=1, steps_per_epoch=3, lr_decay_epochs=0, precision="fp32",
                              gan_loss="lsgan", ema=0.9, **opts)
-        model = tc.CycleGAN(cfg, torch.device("cpu"))
+        model = gmodel.CycleGAN(cfg, torch.device("cpu"))
         g = torch.Generator().manual_seed(1)
         out = []
         for _ in range(2):
@@ -538,15 +542,15 @@ def test_method_train_overrides_only_that_method() -> None:
     p.data["cyclegan"]["train"]["d_cam"] = "source"
     p.data["cyclegan"]["methods"]["dcam_none"] = {"subset": "selected", "attention": True,
                                                  "train": {"d_cam": "none", "lr": 0.001}}
-    cfg = tc.read_config("dcam_none", p)
+    cfg = gcfg.read_config("dcam_none", p)
     assert (cfg.d_cam, cfg.lr) == ("none", 0.001)
-    assert tc.read_config("proposed", p).d_cam == "source" and p.data["cyclegan"]["train"]["lr"] == 0.0002
+    assert gcfg.read_config("proposed", p).d_cam == "source" and p.data["cyclegan"]["train"]["lr"] == 0.0002
     p.data["cyclegan"]["methods"]["typo"] = {"subset": "random", "attention": False, "train": {"d_came": "none"}}
     with pytest.raises(UserError, match=r"cyclegan.methods.typo.train: d_came not in cyclegan.train"):
-        tc.read_config("typo", p)
+        gcfg.read_config("typo", p)
     p.data["cyclegan"]["methods"]["bad"] = {"subset": "random", "attention": False, "train": {"d_cam": "both"}}
     with pytest.raises(UserError, match="d_cam"):
-        tc.read_config("bad", p)
+        gcfg.read_config("bad", p)
 
 
 def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
@@ -561,10 +565,10 @@ def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
     assert "collapsing (validation realism dropped 0.80 -> 0.10)" in w
     p = _params()
     p.data["download"] = {"source": "synthetic", "synthetic": {"photo_like": True}}
-    assert tc.training_data(p) == {"source": "synthetic", "photo_like": True, "crop": None, "align": None}
+    assert gcfg.training_data(p) == {"source": "synthetic", "photo_like": True, "crop": None, "align": None}
     p.data["resize"] = {"crop": "align", "align": {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
                                                    "min_eye_px": 10}}
-    assert tc.training_data(p)["align"] == {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
+    assert gcfg.training_data(p)["align"] == {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
                                             "min_eye_px": 10}
 
 
@@ -629,7 +633,7 @@ def test_onnx_export_matches_pytorch_and_converts_without_torch(dataset: dict[st
                  ckpt_dir=tmp_path / "ckpt" / method, **dataset)
     classifier = _classifier_dir(tmp_path / "classifier")
     params = tmp_path / "params.yaml"
-    params.write_text("resize: {crop: none}\ncam: {method: gradcam, target_layer: default}\n")
+    params.write_text(yaml.safe_dump(tiny_params({"resize.crop": "none"})))
     export_all([], params, cyclegan, classifier, dataset["data_dir"], onnx_dir)
     man = pd.read_csv(dataset["data_dir"] / "manifest.csv")
     x = load_images(man[man["domain"] == "human"]["file"], dataset["data_dir"])   # train and test images

@@ -95,13 +95,17 @@ def eager_reference(size: int, ngf: int, ndf: int, n_res: int, batch_size: int, 
     return step
 
 
-def pipeline_step(size: int, batch_size: int, attention: bool, device: torch.device,
+def pipeline_step(size: int, batch_size: int, attention: bool, device: torch.device, base: Any,
                   **cfg: Any) -> tuple[Callable[[], None], Any]:
-    """One step of the pipeline's own CycleGAN class with ``cfg`` (TrainConfig fields), as a closure."""
-    from face2anime.gan.train import CycleGAN, TrainConfig, d_feature_size, resize_cams
+    """One step of the pipeline's own CycleGAN class: the TrainConfig ``base`` (the params'
+    first method) with ``cfg`` (TrainConfig fields) replaced, as a closure."""
+    from dataclasses import replace
 
-    tc = TrainConfig(method="bench", subset="random", attention=attention, seed=0, max_images=1,
-                     batch_size=batch_size, epochs=1, steps_per_epoch=10 ** 6, **cfg)
+    from face2anime.gan.data import d_feature_size, resize_cams
+    from face2anime.gan.model import CycleGAN
+
+    tc = replace(base, method="bench", subset="random", attention=attention, seed=0, max_images=1,
+                 batch_size=batch_size, epochs=1, steps_per_epoch=10 ** 6, lr_decay_epochs=0, **cfg)
     model = CycleGAN(tc, device, notify=lambda m: Console(stderr=True).print(f"bench: {m}", markup=False))
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1).to(device)
@@ -160,14 +164,14 @@ def _sync(device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------- the benchmark
-def train_options(p: Params) -> dict[str, Any]:
-    """The pipeline's training options from params (the TrainConfig fields bench passes on)."""
-    from face2anime.gan.train import read_config
+def train_options(p: Params) -> tuple[Any, dict[str, Any]]:
+    """The pipeline's training config (of the first method) and the options bench varies."""
+    from face2anime.gan.config import read_config
 
     cfg = read_config(next(iter(p.dict("cyclegan.methods"))), p)
     keys = ("gan_loss", "lambda_cyc", "lambda_idt", "pool_size", "ema", "attention_mode", "upsample",
             "precision", "compile", "channels_last", "adam", "fuse_passes", "threads", "lr", "beta1", "beta2")
-    return {k: getattr(cfg, k) for k in keys}
+    return cfg, {k: getattr(cfg, k) for k in keys}
 
 
 def profiles(p: Params, which: list[str]) -> dict[str, dict[str, Any]]:
@@ -196,7 +200,7 @@ def run_bench(p: Params, which: list[str], methods: list[str], steps: dict[str, 
               console: Console, fast: bool = True) -> dict[str, Any]:
     from face2anime.gan.speed import set_threads
 
-    opts = train_options(p)
+    base_cfg, opts = train_options(p)
     device = pick_device(p.str("device", "auto"))
     threads = set_threads(opts["threads"])
     prec = resolve_precision(device, opts["precision"])
@@ -219,7 +223,7 @@ def run_bench(p: Params, which: list[str], methods: list[str], steps: dict[str, 
             if fast and any(base[k] != v for k, v in FAST.items()):
                 paths["pipeline fast"] = {**base, **FAST}
             for name, o in paths.items():
-                fn, model = pipeline_step(shape["size"], shape["batch_size"], attention, device, **net, **o)
+                fn, model = pipeline_step(shape["size"], shape["batch_size"], attention, device, base_cfg, **net, **o)
                 t0 = time.perf_counter()
                 fn(), fn()  # compile (if on) and warm up
                 compile_s[name] = time.perf_counter() - t0

@@ -21,9 +21,10 @@ import torch
 import typer
 from rich.console import Console
 
-from face2anime.core.params import UserError
+from face2anime.core.params import UserError, load_params
 from face2anime.core.runtime import autocast, pick_device
-from face2anime.gan.train import LOSSES, CycleGAN, TrainConfig
+from face2anime.gan.config import TrainConfig
+from face2anime.gan.model import LOSSES, CycleGAN
 from face2anime.models.networks import Discriminator, Generator, init_weights
 
 PAPER = {"size": 256, "ngf": 64, "ndf": 64, "n_res": 4, "batch_size": 1}
@@ -56,12 +57,14 @@ def agreement(device: torch.device, size: int = 64, ngf: int = 16, seed: int = 0
     return out
 
 
-def train_steps(device: torch.device, steps: int, size: int, ngf: int, ndf: int, n_res: int,
+def train_steps(device: torch.device, train: Any, steps: int, size: int, ngf: int, ndf: int, n_res: int,
                 batch_size: int, attention: bool = True) -> dict[str, Any]:
-    """``steps`` real CycleGAN steps on random data; the losses of the last one and images/s."""
-    cfg = TrainConfig(method="gpu-check", subset="random", attention=attention, seed=0, max_images=1,
-                      ngf=ngf, ndf=ndf, n_res=n_res, epochs=1, steps_per_epoch=steps + 1,
-                      batch_size=batch_size, precision="auto", ema=0.999)
+    """``steps`` real CycleGAN steps on random data with the project's ``cyclegan.train``
+    options (``train``, a validated section) at the given size; the last losses and images/s."""
+    cfg = TrainConfig.build(train, method="gpu-check", subset="random", attention=attention, seed=0, max_images=1,
+                            share=1.0, precision="auto", ngf=ngf, ndf=ndf, n_res=n_res, epochs=1,
+                            steps_per_epoch=steps + 1, lr_decay_epochs=0, batch_size=batch_size, ema=0.999,
+                            compile=False, nproc=1, snapshot="last", diffaug="", val_every=0)
     model = CycleGAN(cfg, device)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1).to(device)
@@ -81,7 +84,8 @@ def train_steps(device: torch.device, steps: int, size: int, ngf: int, ndf: int,
             "images_per_s": 2 * batch_size * steps / seconds}
 
 
-def gpu_check(device_name: str = "cuda", steps: int = 5, tol: float = 1e-3) -> dict[str, Any]:
+def gpu_check(device_name: str = "cuda", steps: int = 5, tol: float = 1e-3,
+              params_file: str = "params.yaml") -> dict[str, Any]:
     """Run the three checks on ``device_name``; raise :class:`UserError` when one fails."""
     if not device_name.startswith("cuda"):
         raise UserError(f"gpu-check needs a CUDA device, got {device_name!r}")
@@ -89,8 +93,9 @@ def gpu_check(device_name: str = "cuda", steps: int = 5, tol: float = 1e-3) -> d
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
                               "cuda": torch.version.cuda}
     report["agreement"] = agreement(device)
-    report["train_small"] = train_steps(device, steps, 64, 16, 16, 2, 4)
-    report["train_paper"] = train_steps(device, steps, **PAPER)
+    train = load_params(params_file).section("cyclegan.train")   # the project's training options
+    report["train_small"] = train_steps(device, train, steps, 64, 16, 16, 2, 4)
+    report["train_paper"] = train_steps(device, train, steps, **PAPER)
     ips = report["train_paper"]["images_per_s"]
     report["paper_profile_estimated_hours"] = PAPER_IMAGES / ips / 3600
     bad = [k for k, v in report["agreement"].items() if v > (tol if k.endswith("fp32") else 5e-2)]
@@ -103,12 +108,13 @@ def gpu_check(device_name: str = "cuda", steps: int = 5, tol: float = 1e-3) -> d
 
 def main(device: str = typer.Option("cuda", help="CUDA device to check (cuda, cuda:1, ...)"),
          steps: int = typer.Option(5, min=1, help="timed training steps per size"),
-         tol: float = typer.Option(1e-3, help="max relative CPU-vs-CUDA difference in fp32")) -> None:
+         tol: float = typer.Option(1e-3, help="max relative CPU-vs-CUDA difference in fp32"),
+         params: str = typer.Option("params.yaml", help="params file (its cyclegan.train options are used)")) -> None:
     """Check a CUDA machine before running the paper profile: agreement, training, speed."""
     if not torch.cuda.is_available():
         raise UserError("no CUDA device visible to PyTorch (torch.cuda.is_available() is False): "
                         "gpu-check is for GPU machines; on CPU run `face2anime bench`")
-    r = gpu_check(device, steps, tol)
+    r = gpu_check(device, steps, tol, params)
     con = Console()
     con.print(f"gpu-check on {r['device']} (torch {r['torch']}, CUDA {r['cuda']})")
     for k, v in r["agreement"].items():

@@ -1,15 +1,26 @@
-"""Params from params.yaml: typed, validated access by dotted key, and user errors.
+"""Params from params.yaml: validated against one schema, traced typed access, user errors.
+
+:func:`load_params` validates the whole file with :class:`face2anime.core.schema.ParamsFile`
+(an unknown key, a wrong type or an out-of-range value is one line naming the key, the file
+and the nearest valid name). Stages then take typed sections (:meth:`Params.section`) or
+single values by dotted key (the getters) and hand them to the library.
 
 A wrong param or a missing input is a :class:`UserError`: the CLI prints it as one red
 line and exits with status 2, never a traceback.
 """
 from __future__ import annotations
 
+import difflib
 import os
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+from pydantic import BaseModel, ValidationError
+
+from face2anime.core import schema
+from face2anime.core.schema import READ as _READ
 
 PARAMS_FILE = "params.yaml"
 #: When this environment variable names a file, every process appends the param keys it
@@ -21,7 +32,6 @@ PARAMS_FILE = "params.yaml"
 #: imports), caches (.git, .dvc, .cache) and the tools' dot-files at the top (.gitignore and
 #: .dvcignore, read by dvclive) are left out.
 TRACE_ENV = "FACE2ANIME_PARAM_TRACE"
-_READ: set[str] = set()
 _OPENED: set[str] = set()
 _SKIP_DIRS = (".git", ".dvc", ".cache")
 
@@ -87,6 +97,24 @@ class Params:
     def __init__(self, data: dict[str, Any], source: str = PARAMS_FILE):
         self.data = data
         self.source = source
+
+    def section(self, key: str, data: dict[str, Any] | None = None) -> Any:
+        """The typed, validated section at dotted ``key`` (``'cyclegan.train'`` ->
+        :class:`~face2anime.core.schema.Train`); its attribute reads are traced. ``data``
+        replaces the section's values (e.g. with a method's overrides merged in)."""
+        model = schema.model_at(key)
+        if model is None:
+            raise KeyError(f"no schema section {key!r}")
+        value = self.raw_untraced(key) if data is None else data
+        return schema.traced(validate(model, value, self.source, key + "."), key)
+
+    def raw_untraced(self, key: str) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise UserError(f"{self.source}: missing param '{key}'")
+            node = node[part]
+        return node
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         _READ.add(key)
@@ -155,8 +183,63 @@ class Params:
             raise self._bad(key, rng, v)
 
 
+def _fields(model: Any) -> list[str]:
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_along(model: Any, loc: Sequence[Any]) -> Any:
+    """The model reached from ``model`` along the location ``loc`` (dict keys step into values)."""
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return None
+            model = field.annotation
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]
+        else:
+            return None
+        if typing.get_origin(model) is typing.Union:   # Optional[X] -> X
+            args = [a for a in typing.get_args(model) if a is not type(None)]
+            model = args[0] if len(args) == 1 else model
+    return model
+
+
+def describe(e: ValidationError, model: type[BaseModel], source: str, prefix: str = "") -> str:
+    """One line for a validation error: the first problem (key, what is wrong, the nearest
+    valid name for an unknown key) and how many more there are."""
+    errs = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")  # a typo: name it first
+    err = errs[0]
+    loc = [str(x) for x in err["loc"]]
+    key = prefix + ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        known = _fields(_model_along(model, err["loc"][:-1]))
+        near = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        hint = (f"did you mean '{parent}{near[0]}'?" if near
+                else f"valid keys here: {', '.join(known)}" if known else "")
+        msg = f"{source}: unknown param '{key}'" + (f" ({hint})" if hint else "")
+    elif err["type"] == "missing":
+        msg = f"{source}: missing param '{key}' (params.yaml holds every key; see docs/params.md)"
+    else:
+        what = err["msg"]
+        what = what[0].lower() + what[1:]
+        msg = f"{source}: param '{key}': {what}, got {err.get('input')!r}"
+    more = len(errs) - 1
+    return msg + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def validate(model: type[BaseModel], data: Any, source: str, prefix: str = "") -> Any:
+    """``data`` validated as ``model``; any problem is a one-line :class:`UserError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise UserError(describe(e, model, source, prefix)) from None
+
+
 def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
-    """Read params.yaml; a missing or malformed file is a one-line :class:`UserError`."""
+    """Read and validate params.yaml against the schema; a missing, malformed or invalid file
+    is a one-line :class:`UserError`."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"params file not found: {p}")
@@ -166,6 +249,7 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
         raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise UserError(f"{p}: top level must be a mapping")
+    validate(schema.ParamsFile, data, str(p))
     return Params(data, str(p))
 
 

@@ -17,10 +17,13 @@ normalised like the grad-cam package does, then resized bilinearly to D's featur
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from face2anime.data.images import gather_rows, to_model
 from face2anime.models.classifiers import ConvNet, ResNet18
 
 
@@ -51,3 +54,19 @@ def self_cam(model: nn.Module, x: torch.Tensor, target: int, size: int) -> torch
         cam = cam - lo
         cam = cam / (cam.amax(dim=(1, 2), keepdim=True) + 1e-7)
         return F.interpolate(cam[:, None], size=(size, size), mode="bilinear", align_corners=False)
+
+
+def load_cam_net(classifier_dir: Path) -> nn.Module:
+    """The frozen guiding classifier (``d_cam: self``)."""
+    from face2anime.models.classify import load_classifier
+
+    net = load_classifier("classifier", classifier_dir)
+    head_weight(net)  # a ConvNet or ResNet18 (GAP + linear head), else a clear error below
+    return net
+
+
+def self_cams(net: nn.Module, images: torch.Tensor, label: int, size: int, batch: int = 256) -> torch.Tensor:
+    """The classifier's CAM (see :mod:`face2anime.gan.dcam`) of uint8 ``images`` for ``label``:
+    ``[n, 1, size, size]`` on the CPU, fp32."""
+    return torch.cat([self_cam(net, to_model(gather_rows(images, range(i, min(i + batch, len(images))))),
+                                    label, size) for i in range(0, len(images), batch)])
