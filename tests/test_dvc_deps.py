@@ -1,6 +1,7 @@
 """DVC must never serve stale results: every stage declares, as deps, every project file its
 command imports (read from the code, transitively) and, as params, every key it reads (recorded
-while the tiny end-to-end pipeline runs, see test_pipeline.py). Commands never import each other.
+while the tiny end-to-end pipeline runs, see test_pipeline.py). Commands never import each other,
+and the library's subpackages are layers that never import upward (:data:`LAYERS`).
 """
 from __future__ import annotations
 
@@ -87,6 +88,63 @@ def test_commands_never_import_each_other_and_the_library_never_imports_a_comman
         assert not imported_modules(path) & (stage_modules - {module}), module
     for path in (ROOT / "face2anime").rglob("*.py"):
         assert not any(m.split(".")[0] == "stages" for m in imported_modules(path)), path
+
+
+#: the library's subpackages as layers, lowest first: a module may import its own subpackage
+#: and the ones below it, never one above (function-level imports included). ``deploy`` (the
+#: ONNX runtime) sits right above ``core``: it must import without PyTorch, and ``core`` is the
+#: only layer that never imports torch.
+LAYERS = ("core", "deploy", "data", "sources", "models", "cam", "gan", "evaluation", "survey", "web", "apps")
+
+
+def library_subpackages(root: Path = ROOT) -> set[str]:
+    return {p.parent.name for p in (root / "face2anime").glob("*/__init__.py")}
+
+
+def upward_imports(root: Path = ROOT) -> dict[str, list[str]]:
+    """``{file: [modules of a higher layer it imports]}`` for each library file that breaks :data:`LAYERS`."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    bad: dict[str, list[str]] = {}
+    for path in sorted((root / "face2anime").rglob("*.py")):
+        parts = path.relative_to(root / "face2anime").parts
+        if len(parts) < 2:                # face2anime/__init__.py
+            continue
+        up = sorted(m for m in imported_modules(path, root)
+                    if m.startswith("face2anime.") and rank.get(m.split(".")[1], -1) > rank[parts[0]])
+        if up:
+            bad[path.relative_to(root).as_posix()] = up
+    return bad
+
+
+def test_the_library_layers_never_import_upward() -> None:
+    assert library_subpackages() == set(LAYERS), "place every face2anime subpackage in LAYERS"
+    bad = upward_imports()
+    assert not bad, f"a lower layer imports a higher one ({' < '.join(LAYERS)}): {bad}"
+
+
+def test_layer_check_flags_a_function_level_upward_import(tmp_path: Path) -> None:
+    """The check above is live: a helper in data/ that imports web/ inside a function fails it."""
+    for sub in ("data", "web"):
+        (tmp_path / "face2anime" / sub).mkdir(parents=True)
+        (tmp_path / "face2anime" / sub / "__init__.py").write_text('"""."""\n')
+    (tmp_path / "face2anime" / "__init__.py").write_text("")
+    (tmp_path / "face2anime" / "web" / "app.py").write_text("from face2anime.data.crop import crop\n")
+    (tmp_path / "face2anime" / "data" / "crop.py").write_text(
+        "def crop():\n    from face2anime.web import app\n    return app\n")
+    assert upward_imports(tmp_path) == {"face2anime/data/crop.py": ["face2anime.web", "face2anime.web.app"]}
+
+
+def test_the_onnx_runner_imports_without_torch() -> None:
+    """What LAYERS keeps below deploy/ really is torch-free (the full check, converting with the
+    exported models while torch is unimportable, runs in test_train_cyclegan.py)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['torch'] = None; import face2anime.deploy.onnx_runner"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
 
 
 def test_undeclared_param_helper() -> None:

@@ -57,7 +57,8 @@ class _FixedJudge(torch.nn.Module):
 
 
 def test_char_rate_by_kind_splits_clean_and_hard() -> None:
-    from face2anime.evaluation.evaluate import char_rate_by_kind, judged_character
+    from face2anime.evaluation.evaluate import judged_character
+    from face2anime.evaluation.measures import char_rate_by_kind
 
     fake = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
     fake[[0, 1, 3], 0] = 255                        # three "characters": clean 0, 1 and hard 3
@@ -86,7 +87,7 @@ def test_ceiling_renders_each_source_as_a_character_and_resizes_like_resize() ->
 
     from face2anime.data.resize import process_image
     from face2anime.data.synthetic import render_counterpart, render_one
-    from face2anime.evaluation.evaluate import ceiling_images
+    from face2anime.evaluation.ceiling import ceiling_images
 
     rows = pd.DataFrame({"id": ["h00002", "h00009"], "hard_kind": [None, "occluded_mouth"]})
     params = Params({"seed": 4, "download": {"source": "synthetic", "synthetic": {"size": 40}}})

@@ -91,7 +91,8 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     assert stale_stages(project) == set()
     lib = project / "face2anime/evaluation/evaluate.py"
     code = lib.read_text()
-    lib.write_text(code.replace("def char_rate_by_kind(", "def char_rate_by_kind(  # edited\n", 1))
+    assert "def attr_preservation(" in code
+    lib.write_text(code.replace("def attr_preservation(", "def attr_preservation(  # edited\n", 1))
     assert stale_stages(project) == {"evaluate@baseline", "evaluate@proposed"}
     lib.write_text(code)
     params = (project / "params.yaml").read_text()

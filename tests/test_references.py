@@ -8,13 +8,10 @@ import pytest
 import torch
 
 from face2anime.data.junk import JUNK_KINDS, junk_images, patch_shuffle
-from face2anime.evaluation.evaluate import (
-    judge_probs,
-    knn_radii,
-    realism_scores,
-    validity,
-)
+from face2anime.evaluation.evaluate import judge_probs
+from face2anime.evaluation.measures import knn_radii, realism_scores
 from face2anime.evaluation.references import DEGENERATE, REFERENCE_NAMES, references
+from face2anime.evaluation.validity import validity
 from face2anime.models.classify import JUNK, with_junk
 
 S = 16

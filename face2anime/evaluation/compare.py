@@ -22,9 +22,10 @@ is not a mean over images: its CI and p come from bootstrapping / permuting the 
 judge features (``data/eval/METHOD.npz``) with the full-set unbiased MMD^2.
 
 The verdict names a better method only when the metric is valid for both methods
-(``valid`` in their eval JSON), the CI excludes 0 and p < 0.05 (the two agree from about 20
-images on; with a handful of images the percentile CI is too narrow and the exact test
-guards it); otherwise "no detectable difference" (or why the metric was not judged).
+(``valid`` in their eval JSON, read by :func:`face2anime.evaluation.validity.metric_validity`),
+the CI excludes 0 and p < 0.05 (the two agree from about 20 images on; with a handful of
+images the percentile CI is too narrow and the exact test guards it); otherwise "no
+detectable difference" (or why the metric was not judged).
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ from face2anime.data.images import (
     to_pil,
 )
 from face2anime.evaluation import stats
+from face2anime.evaluation.validity import metric_validity, validity_key
 
 EVAL_DATA_DIR = Path("data/eval")
 #: metrics where lower is better
@@ -101,37 +103,6 @@ def per_image_values(metric: str, table: pd.DataFrame) -> pd.Series | None:
         return None
     v = t[col].astype(float)
     return v[mask.to_numpy()] if mask is not None else v
-
-
-def validity_key(metric: str) -> str | None:
-    """Which ``valid`` entry of the eval JSON governs ``metric`` (None: no rule applies)."""
-    base = metric.split(".")[0]
-    if base in ("char_rate", "char_rate_by_kind", "junk_rate"):
-        return "char_rate"
-    if metric == "cycle_l1.human":
-        return "cycle_l1"
-    if base in ("attr_preservation", "edge_ssim", "cam_overlap", "kid_judge", "realism"):
-        return base
-    return None
-
-
-def metric_validity(metric: str, evals: dict[str, dict] | list[dict]) -> tuple[bool | None, list[str]]:
-    """(ok, reasons) of ``metric`` over the eval JSONs given (``{label: eval}``; all must be ok);
-    None = no rule. Reasons that differ between evals (cycle_l1 uses each method's own G_YX)
-    are prefixed with their label."""
-    key = validity_key(metric)
-    if key is None:
-        return None, []
-    if isinstance(evals, list):
-        evals = {str(i): e for i, e in enumerate(evals)}
-    entries = {label: e.get("valid", {}).get(key) for label, e in evals.items()}
-    if all(v is None for v in entries.values()):
-        return None, []
-    ok = all(v is not None and v.get("ok") for v in entries.values())
-    per = {label: tuple(v.get("reasons", [])) if v else ("no validity entry",) for label, v in entries.items()}
-    if len(set(per.values())) == 1:
-        return ok, list(next(iter(per.values())))
-    return ok, [f"{label}: {r}" for label, rs in per.items() for r in rs]
 
 
 def _kid_test(runs: list[dict], reference: str, candidate: str, n_boot: int, n_perm: int, seed: int) -> dict | None:

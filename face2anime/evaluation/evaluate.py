@@ -2,6 +2,11 @@
 metrics on degenerate references (floors) and on the ideal translation (ceiling), and
 whether each metric can tell them apart (validity).
 
+This module runs it and writes the outputs; the metrics themselves are in
+:mod:`~face2anime.evaluation.measures`, the floors in :mod:`~face2anime.evaluation.references`,
+the ceiling in :mod:`~face2anime.evaluation.ceiling` and the validity rules in
+:mod:`~face2anime.evaluation.validity`.
+
 ``metrics/eval/METHOD.json``:
 
 - ``char_rate``: share of translated human test images the *judge* calls "character"
@@ -24,8 +29,9 @@ whether each metric can tell them apart (validity).
 - ``realism``: per translation, the realism score of Kynkaenniemi et al. (2019) in the
   judge's feature space against real character train images: ``max_j r_j / |f - f_j|``
   over the half of the real images with the smallest k-NN radius ``r_j``
-  (``evaluate.realism_k``), capped at :data:`REALISM_CAP`; ``mean`` and ``inside_rate``
-  (share with score >= 1: inside the real characters' k-NN manifold).
+  (``evaluate.realism_k``), capped at :data:`~face2anime.evaluation.measures.REALISM_CAP`;
+  ``mean`` and ``inside_rate`` (share with score >= 1: inside the real characters' k-NN
+  manifold).
 - ``cycle_l1``: mean |G_YX(G_XY(x)) - x| on test images, images in [-1, 1] as in the loss.
 - ``train_seconds`` / ``train_images_per_s`` copied from the training summary.
 - ``references``: the same metrics for degenerate "translations" of the same sources (the
@@ -38,9 +44,11 @@ whether each metric can tell them apart (validity).
 - ``ceiling``: on synthetic data, each test human rendered as a character with the same
   attributes, hard kind, pose and colours (:func:`face2anime.data.synthetic.render_counterpart`),
   scored the same way; ``of_ceiling``: the method's value as a fraction of the ceiling's
-  (for attributes: of the ceiling's margin above chance). null on other data.
-- ``valid``: ``{metric: {ok, reasons, checks}}`` from the rules in :func:`validity`; compare
-  names no winner on a metric that is not ok.
+  (for attributes: of the ceiling's margin above chance). null on other data
+  (:mod:`face2anime.evaluation.ceiling`).
+- ``valid``: ``{metric: {ok, reasons, checks}}`` from the rules in
+  :func:`face2anime.evaluation.validity.validity`; compare names no winner on a metric that
+  is not ok.
 
 ``metrics/eval/METHOD_images.csv``: one row per test image (id, clean, hard_kind, the
 judge's verdict and class probabilities, each attribute's correctness, edge SSIM, CAM
@@ -51,7 +59,6 @@ test images (for compare's paired KID test).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,19 +71,26 @@ from face2anime.cam.maps import compute_cams
 from face2anime.core.io import atomic_path, save_csv, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import pick_device
+from face2anime.core.timing import fingerprint
 from face2anime.data.images import (
     RESIZED_DIR,
     TRANSLATED_DIR,
-    is_clean,
     load_images,
     load_split,
     read_manifest,
     to_model,
 )
-from face2anime.evaluation.measures import edge_ssim, kid, soft_iou
-from face2anime.evaluation.references import DEGENERATE, REFERENCE_NAMES, references
-from face2anime.evaluation.stats import bootstrap_ci
-from face2anime.core.timing import fingerprint
+from face2anime.evaluation.ceiling import ceiling_images, of_ceiling
+from face2anime.evaluation.measures import (
+    char_rate_by_kind,
+    cycle_l1,
+    edge_ssim,
+    kid,
+    realism_scores,
+    soft_iou,
+)
+from face2anime.evaluation.references import REFERENCE_NAMES, references
+from face2anime.evaluation.validity import validity
 from face2anime.gan.inference import CYCLEGAN_DIR, Translator
 from face2anime.models.attributes import (
     accuracy,
@@ -94,25 +108,9 @@ from face2anime.models.classify import (
 )
 
 EVAL_DATA_DIR = Path("data/eval")
-REALISM_CAP = 10.0
-
-# --------------------------------------------------------------------------- validity rules
-#: char_rate: every degenerate reference at most this, real held-out characters at least MIN
-CHAR_RATE_MAX_DEGENERATE = 0.05
-CHAR_RATE_MIN_REAL = 0.9
-#: realism.inside_rate: the same shape of rule, looser (a k-NN manifold is not a classifier)
-REALISM_MAX_DEGENERATE = 0.10
-REALISM_MIN_REAL = 0.5
-#: preservation metrics: noise/grey/shuffled characters may get at most this share of the way
-#: from chance to the blurred source
-NEAR_CHANCE_SHARE = 0.25
-#: preservation metrics, higher (True) or lower (False) is better
-PRESERVATION = {"attr_preservation": True, "edge_ssim": True, "cam_overlap": True, "cycle_l1": False}
-#: per-image column of each preservation metric
-PRESERVATION_COLUMN = {"attr_preservation": "attr_mean", "edge_ssim": "edge_ssim", "cam_overlap": "cam_overlap",
-                       "cycle_l1": "cycle_l1"}
 
 
+# --------------------------------------------------------------------------- the judge and the predictor
 @torch.no_grad()
 def judge_features(judge: torch.nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
     """Penultimate (pooled) judge features of uint8 images -> ``[N, d]`` float64."""
@@ -132,23 +130,6 @@ def judged_character(judge: torch.nn.Module, x: torch.Tensor, device: torch.devi
     return judge_probs(judge, x, device).argmax(1) == LABELS["character"]
 
 
-def char_rate_by_kind(is_char: np.ndarray, sources: pd.DataFrame) -> dict | None:
-    """char_rate (from the per-image verdicts ``is_char``) of clean vs hard sources and per
-    ``hard_kind`` (``{kind: {char_rate, n}}``); None when the manifest does not label clean/hard."""
-    if "clean" not in sources.columns or sources["clean"].isna().any():
-        return None
-    clean = is_clean(sources["clean"]).to_numpy()
-    kinds = sources["hard_kind"].fillna("").astype(str).to_numpy() if "hard_kind" in sources.columns \
-        else np.where(clean, "", "hard")
-
-    def group(mask: np.ndarray) -> dict:
-        return {"char_rate": float(is_char[mask].mean()) if mask.any() else None, "n": int(mask.sum())}
-
-    out = {"clean": group(clean), "hard": group(~clean)}
-    out.update({k: group(kinds == k) for k in sorted(set(kinds[~clean])) if k})
-    return out
-
-
 def attr_preservation(fake: torch.Tensor, sources: pd.DataFrame, model_dir: Path, device: torch.device,
                       predictor_metrics: dict | None) -> dict | None:
     """Attribute accuracy of translations against their sources (None without labels)."""
@@ -164,27 +145,6 @@ def attr_preservation(fake: torch.Tensor, sources: pd.DataFrame, model_dir: Path
         out["predictor_accuracy"] = predictor_metrics["test_accuracy"]["mean"]
     out["above_chance"] = out["mean"] - out["chance"]
     return out
-
-
-# --------------------------------------------------------------------------- realism (k-NN)
-def knn_radii(ref: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance of each reference feature ``[M, d]`` to its k-th nearest other reference feature."""
-    if len(ref) <= k:
-        raise UserError(f"realism needs more than evaluate.realism_k = {k} real character images, got {len(ref)}")
-    d = torch.cdist(ref, ref)
-    return d.kthvalue(k + 1, dim=1).values        # +1: the point itself is at distance 0
-
-
-def realism_scores(x: torch.Tensor, ref: torch.Tensor, k: int) -> np.ndarray:
-    """Realism score (Kynkaenniemi et al. 2019) of features ``x [N, d]`` against real features
-    ``ref [M, d]``: ``max_j r_j / |x - ref_j|`` over the half of ``ref`` with the smallest k-NN
-    radii ``r_j`` (the paper's pruning of outliers); >= 1 means inside some real sample's
-    k-NN ball. Capped at :data:`REALISM_CAP` (an exact copy of a real image would be inf)."""
-    r = knn_radii(ref, k)
-    keep = r <= r.median()
-    ref, r = ref[keep], r[keep]
-    d = torch.cdist(x, ref).clamp_min(1e-12)
-    return (r[None] / d).amax(1).clamp_max(REALISM_CAP).numpy()
 
 
 # --------------------------------------------------------------------------- per-image scoring
@@ -226,7 +186,7 @@ class Scorer:
         cols["cam_overlap"] = soft_iou(torch.from_numpy(self.cam_src[:n]), torch.from_numpy(cam)).numpy()
         if rec is None:
             rec = self.translator.reconstruct(x, src)
-        cols["cycle_l1"] = (rec - to_model(src)).abs().flatten(1).mean(1).numpy()
+        cols["cycle_l1"] = cycle_l1(rec, to_model(src)).numpy()
         feats = judge_features(self.judge, x, self.device)
         cols["realism"] = realism_scores(feats, self.manifold, self.realism_k)
         cols["realistic"] = (cols["realism"] >= 1.0).astype(int)
@@ -249,148 +209,6 @@ def summary(df: pd.DataFrame, kid_value: dict | None) -> dict:
                 "kid_judge": kid_value, "cycle_l1": float(df["cycle_l1"].mean()),
                 "realism": {"mean": float(df["realism"].mean()), "inside_rate": float(df["realistic"].mean())}})
     return out
-
-
-# --------------------------------------------------------------------------- validity
-def _rule(checks: list[str], reasons: list[str], ok: bool, text: str) -> None:
-    checks.append(("ok: " if ok else "FAILED: ") + text)
-    if not ok:
-        reasons.append(text)
-
-
-def validity(refs: dict[str, dict], frames: dict[str, pd.DataFrame], attr_chance: float | None,
-             seed: int = 0) -> dict[str, dict]:
-    """Can each metric tell real translations from degenerate ones? ``{metric: {ok, reasons, checks}}``.
-
-    ``refs``: :func:`summary` of every reference in :data:`REFERENCE_NAMES`; ``frames``: their
-    per-image frames (paired by position with the sources). Rules:
-
-    - ``char_rate``: every degenerate reference (noise, grey, source, source_blur,
-      source_colour, shuffled_chars) scores <= 0.05 and real held-out characters >= 0.9.
-    - ``realism`` (``inside_rate``): degenerate <= 0.10, real held-out characters >= 0.5.
-    - ``kid_judge``: every degenerate reference is farther from the real characters than the
-      real held-out characters are, by more than twice their subset std.
-    - preservation metrics (``attr_preservation``, ``edge_ssim``, ``cam_overlap``, ``cycle_l1``):
-      (a) the source and the blurred source both score better than noise and than grey, and
-      the blurred source better than unrelated real characters (``real_chars``, paired with
-      the sources by position), each with the paired 95% bootstrap CI of the per-image
-      difference excluding 0; (b) noise, grey and shuffled characters get at most a quarter
-      of the way from chance to the blurred source, where chance is the majority-class
-      accuracy for attributes and the score of unrelated real characters otherwise.
-    """
-    out: dict[str, dict] = {}
-    deg = [r for r in DEGENERATE if r in refs]
-
-    def finish(metric: str, checks: list[str], reasons: list[str]) -> None:
-        out[metric] = {"ok": not reasons, "reasons": reasons, "checks": checks}
-
-    def has(key: str) -> bool:
-        return all(key in refs.get(r, {}) for r in REFERENCE_NAMES)
-
-    if has("char_rate"):
-        checks: list[str] = []
-        reasons: list[str] = []
-        for r in deg:
-            v = refs[r]["char_rate"]
-            _rule(checks, reasons, v <= CHAR_RATE_MAX_DEGENERATE, f"{r} char_rate {v:.3f} <= {CHAR_RATE_MAX_DEGENERATE}")
-        v = refs["real_chars"]["char_rate"]
-        _rule(checks, reasons, v >= CHAR_RATE_MIN_REAL, f"real_chars char_rate {v:.3f} >= {CHAR_RATE_MIN_REAL}")
-        finish("char_rate", checks, reasons)
-
-    if has("realism"):
-        checks, reasons = [], []
-        for r in deg:
-            v = refs[r]["realism"]["inside_rate"]
-            _rule(checks, reasons, v <= REALISM_MAX_DEGENERATE,
-                  f"{r} realism.inside_rate {v:.3f} <= {REALISM_MAX_DEGENERATE}")
-        v = refs["real_chars"]["realism"]["inside_rate"]
-        _rule(checks, reasons, v >= REALISM_MIN_REAL, f"real_chars realism.inside_rate {v:.3f} >= {REALISM_MIN_REAL}")
-        finish("realism", checks, reasons)
-
-    if has("kid_judge"):
-        checks, reasons = [], []
-        real = refs["real_chars"]["kid_judge"]
-        if real is None:
-            _rule(checks, reasons, False, "no real held-out characters apart from the KID reference set")
-        else:
-            for r in deg:
-                k = refs[r]["kid_judge"]
-                bound = real["mean"] + 2 * real["std"]
-                _rule(checks, reasons, k is not None and k["mean"] > bound,
-                      f"{r} kid_judge {k['mean'] if k else float('nan'):.3g} > real_chars {real['mean']:.3g} "
-                      f"+ 2 std = {bound:.3g}")
-        finish("kid_judge", checks, reasons)
-
-    for metric, higher in PRESERVATION.items():
-        col = PRESERVATION_COLUMN[metric]
-        if (not has(metric) or refs["source"][metric] is None or metric == "attr_preservation" and attr_chance is None
-                or any(col not in frames.get(r, pd.DataFrame()).columns for r in REFERENCE_NAMES)):
-            continue
-        checks, reasons = [], []
-        sign = 1.0 if higher else -1.0
-        pairs = [(good, bad) for good in ("source", "source_blur") for bad in ("noise", "grey")]
-        for good, bad in pairs + [("source_blur", "real_chars")]:
-            d = sign * (frames[good][col].to_numpy() - frames[bad][col].to_numpy())
-            lo, hi, _ = bootstrap_ci(d, 2000, seed)
-            what = "unrelated real characters" if bad == "real_chars" else bad
-            _rule(checks, reasons, lo > 0, f"{good} better than {what} (paired difference {d.mean():+.3f}, "
-                                           f"95% CI [{lo:+.3f}, {hi:+.3f}] excludes 0)")
-        c = attr_chance if metric == "attr_preservation" else refs["real_chars"][metric]
-        top = refs["source_blur"][metric]
-        gap = sign * (top - c)
-        for bad in ("noise", "grey", "shuffled_chars"):
-            v = refs[bad][metric]
-            limit = c + sign * NEAR_CHANCE_SHARE * max(gap, 0.0)
-            _rule(checks, reasons, sign * (v - limit) <= 0,
-                  f"{bad} {v:.3f} near or below chance {c:.3f} (within {NEAR_CHANCE_SHARE} of the way to "
-                  f"source_blur {top:.3f}: {'<=' if higher else '>='} {limit:.3f})")
-        finish(metric, checks, reasons)
-    return out
-
-
-# --------------------------------------------------------------------------- ceiling
-_SYNTH_ID = re.compile(r"^h(\d{5})$")
-
-
-def ceiling_images(src_rows: pd.DataFrame, params: Params, size: int) -> torch.Tensor | None:
-    """Each synthetic test human rendered as a character (same attributes, hard kind, pose),
-    at the download size and then centre-cropped and LANCZOS-resized to ``size`` exactly as
-    the resize stage does. None for data that is not the built-in synthetic set."""
-    if params.str("download.source") != "synthetic":
-        return None
-    from PIL import Image
-
-    from face2anime.data.imageio import square_crop_box
-    from face2anime.data.synthetic import render_counterpart
-
-    raw_size = params.int("download.synthetic.size", lo=16, hi=1024)
-    seed = params.int("seed", lo=0)
-    out = []
-    for rid, kind in zip(src_rows["id"], src_rows["hard_kind"].fillna("") if "hard_kind" in src_rows else [""] * len(src_rows)):
-        m = _SYNTH_ID.match(str(rid))
-        if m is None:
-            return None
-        arr, _, _ = render_counterpart(seed, "human", int(m.group(1)), raw_size, str(kind))
-        img = Image.fromarray(arr)
-        img = img.resize((size, size), Image.Resampling.LANCZOS, box=square_crop_box(*img.size))
-        out.append(torch.from_numpy(np.array(img)).permute(2, 0, 1))
-    return torch.stack(out).contiguous()
-
-
-def of_ceiling(m: dict, ceil: dict) -> dict:
-    """The method's headline metrics as a fraction of the ceiling's (None where undefined)."""
-    def frac(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None or abs(b) < 1e-12 else a / b
-
-    ap = m["attr_preservation"]
-    return {
-        "char_rate": frac(m["char_rate"], ceil["char_rate"]),
-        "attr_preservation_above_chance": None if ap is None or ceil["attr_preservation"] is None
-        else frac(ap["above_chance"], ceil["attr_preservation"] - ap["chance"]),
-        "edge_ssim": frac(m["edge_ssim"], ceil["edge_ssim"]),
-        "cam_overlap": frac(m["cam_overlap"], ceil["cam_overlap"]),
-        "realism_inside_rate": frac(m["realism"]["inside_rate"], ceil["realism"]["inside_rate"]),
-    }
 
 
 # --------------------------------------------------------------------------- the stage

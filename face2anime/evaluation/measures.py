@@ -1,15 +1,27 @@
-"""Objective measures used by evaluation: KID, SSIM of edge maps, CAM overlap.
+"""Objective measures used by evaluation, one function (or small group) per metric: KID,
+SSIM of edge maps, CAM overlap, the k-NN realism score, the cycle error and char_rate per
+source kind.
 
-All functions are pure (tensors in, numbers out) so they can be tested on hand-made cases.
+All functions are pure (tensors or arrays in, numbers out) so they can be tested on
+hand-made cases; which images and which network's features go in is
+:mod:`face2anime.evaluation.evaluate`'s business.
 """
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from face2anime.core.params import UserError
+from face2anime.data.images import is_clean
 from face2anime.data.ops import gaussian_blur
 
+#: realism scores are capped here (an exact copy of a real image would score inf)
+REALISM_CAP = 10.0
 
+
+# --------------------------------------------------------------------------- KID
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """KID's kernel ``k(x, y) = (x.y / d + 1) ** 3`` for features ``[N, d]``, ``[M, d]``."""
     d = a.shape[1]
@@ -47,6 +59,7 @@ def kid(x: torch.Tensor, y: torch.Tensor, n_subsets: int = 100, subset_size: int
     return float(t.mean()), float(t.std()) if n_subsets > 1 else 0.0
 
 
+# --------------------------------------------------------------------------- edge SSIM
 def gray(x: torch.Tensor) -> torch.Tensor:
     """RGB ``[B,3,H,W]`` (any range) -> luma ``[B,1,H,W]`` (ITU-R BT.601)."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -85,8 +98,55 @@ def edge_ssim(src: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return ssim(sobel_edges(src), sobel_edges(out))
 
 
+# --------------------------------------------------------------------------- CAM overlap
 def soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Overlap of two non-negative maps ``[B,H,W]``: sum(min) / sum(max) -> ``[B]`` in [0,1]."""
     num = torch.minimum(a, b).flatten(1).sum(1)
     den = torch.maximum(a, b).flatten(1).sum(1).clamp_min(1e-8)
     return num / den
+
+
+# --------------------------------------------------------------------------- realism (k-NN)
+def knn_radii(ref: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance of each reference feature ``[M, d]`` to its k-th nearest other reference feature."""
+    if len(ref) <= k:
+        raise UserError(f"realism needs more than evaluate.realism_k = {k} real character images, got {len(ref)}")
+    d = torch.cdist(ref, ref)
+    return d.kthvalue(k + 1, dim=1).values        # +1: the point itself is at distance 0
+
+
+def realism_scores(x: torch.Tensor, ref: torch.Tensor, k: int) -> np.ndarray:
+    """Realism score (Kynkaenniemi et al. 2019) of features ``x [N, d]`` against real features
+    ``ref [M, d]``: ``max_j r_j / |x - ref_j|`` over the half of ``ref`` with the smallest k-NN
+    radii ``r_j`` (the paper's pruning of outliers); >= 1 means inside some real sample's
+    k-NN ball. Capped at :data:`REALISM_CAP` (an exact copy of a real image would be inf)."""
+    r = knn_radii(ref, k)
+    keep = r <= r.median()
+    ref, r = ref[keep], r[keep]
+    d = torch.cdist(x, ref).clamp_min(1e-12)
+    return (r[None] / d).amax(1).clamp_max(REALISM_CAP).numpy()
+
+
+# --------------------------------------------------------------------------- cycle error
+def cycle_l1(rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image mean absolute error of a cycle reconstruction ``rec`` against ``target``
+    (both ``[B,3,H,W]`` in the model's [-1, 1] range, as in the loss) -> ``[B]``."""
+    return (rec - target).abs().flatten(1).mean(1)
+
+
+# --------------------------------------------------------------------------- char_rate per kind
+def char_rate_by_kind(is_char: np.ndarray, sources: pd.DataFrame) -> dict | None:
+    """char_rate (from the per-image verdicts ``is_char``) of clean vs hard sources and per
+    ``hard_kind`` (``{kind: {char_rate, n}}``); None when the manifest does not label clean/hard."""
+    if "clean" not in sources.columns or sources["clean"].isna().any():
+        return None
+    clean = is_clean(sources["clean"]).to_numpy()
+    kinds = sources["hard_kind"].fillna("").astype(str).to_numpy() if "hard_kind" in sources.columns \
+        else np.where(clean, "", "hard")
+
+    def group(mask: np.ndarray) -> dict:
+        return {"char_rate": float(is_char[mask].mean()) if mask.any() else None, "n": int(mask.sum())}
+
+    out = {"clean": group(clean), "hard": group(~clean)}
+    out.update({k: group(kinds == k) for k in sorted(set(kinds[~clean])) if k})
+    return out
