@@ -5,10 +5,10 @@ from pathlib import Path
 
 import typer
 
-from face2anime.core.params import load_params
+from face2anime.core.runtime import load_torch_params
 from face2anime.evaluation.compare import compare
 
 
 def main(params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
     """Compare all methods' metrics; write compare.json, a Markdown table and a picture."""
-    compare(load_params(params))
+    compare(load_torch_params(params))

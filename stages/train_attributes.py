@@ -5,10 +5,10 @@ from pathlib import Path
 
 import typer
 
-from face2anime.core.params import load_params
+from face2anime.core.runtime import load_torch_params
 from face2anime.models.attributes import train_attributes
 
 
 def main(params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
     """Train the attribute predictor on labelled character images (for evaluation)."""
-    train_attributes(load_params(params))
+    train_attributes(load_torch_params(params))

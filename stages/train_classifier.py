@@ -5,11 +5,11 @@ from pathlib import Path
 
 import typer
 
-from face2anime.core.params import load_params
+from face2anime.core.runtime import load_torch_params
 from face2anime.models.classify import train_classifiers
 
 
 def main(params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
     """Train the human-vs-character classifier (for CAM) and the independent judge."""
-    train_classifiers(load_params(params))
+    train_classifiers(load_torch_params(params))
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import typer
 
-from face2anime.core.params import UserError, load_params
+from face2anime.core.params import UserError
+from face2anime.core.runtime import load_torch_params
 from face2anime.core.timing import count_images
 from face2anime.gan import distributed
 from face2anime.gan.config import LIVE_ROOT, read_config
@@ -23,7 +24,7 @@ from face2anime.gan.train import train
 def main(method: str = typer.Argument(..., help="an entry of cyclegan.methods (baseline, proposed, ...)"),
          params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
     """Train the CycleGAN of one method (stage train_cyclegan@METHOD)."""
-    p = load_params(params)
+    p = load_torch_params(params)
     nproc = read_config(method, p).nproc
     if nproc > 1 and not distributed.current().distributed:
         status = distributed.launch(method, nproc, params)

@@ -22,6 +22,7 @@ BIN = Path(sys.executable).parent
 
 #: overrides that make the whole pipeline run in well under a minute
 TINY = {
+    "threads": 1,
     "download.synthetic.n_human": 48,
     "download.synthetic.n_character": 40,
     "download.synthetic.size": 32,

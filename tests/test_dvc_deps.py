@@ -147,26 +147,43 @@ def test_the_onnx_runner_imports_without_torch() -> None:
     assert res.returncode == 0, res.stderr
 
 
+def test_unread_param_helper() -> None:
+    assert unread_params(["cyclegan.train.lr", "seed"], ["cyclegan.train", "seed", "device"]) == ["device"]
+    assert unread_params(["cyclegan.methods"], ["cyclegan.methods.baseline"]) == []   # the whole mapping was read
+    assert unread_params(["select.threshold"], ["select.max_images"]) == ["select.max_images"]
+
+
 def test_undeclared_param_helper() -> None:
     assert undeclared_params(["cyclegan.train.lr", "seed", "resize.size"], ["cyclegan.train", "seed"]) == ["resize.size"]
     assert undeclared_params(["cyclegan.trainer"], ["cyclegan.train"]) == ["cyclegan.trainer"]
 
 
+def unread_params(read: list[str], declared: list[str]) -> list[str]:
+    """Declared keys that no key read falls under (or contains): a stage that declares a param
+    it never reads re-runs for nothing when it changes."""
+    return [d for d in declared if not any(k == d or k.startswith(d + ".") or d.startswith(k + ".") for k in read)]
+
+
 def check_param_trace(trace: Path, root: Path) -> dict[str, list[str]]:
-    """Stage -> param keys read but not declared, from the trace of a real pipeline run."""
+    """Stage -> param keys read but not declared, and declared but never read (over every run
+    of the stage), from the trace of a real pipeline run."""
     by_cmd = {s.cmd.strip(): s for s in dvc_stages(root)}
-    bad: dict[str, list[str]] = {}
-    seen = set()
+    read: dict[str, set[str]] = {}
+    stages = {}
     for line in trace.read_text().splitlines():
         rec = json.loads(line)
-        cmd = " ".join(["face2anime", *rec["argv"]])
-        stage = by_cmd.get(cmd)
-        if stage is None:
-            continue
-        seen.add(stage.addressing)
-        if (m := undeclared_params(rec["keys"], param_keys(stage))):
-            bad[stage.addressing] = m
-    assert len(seen) >= 10, f"the trace covers only {sorted(seen)}"
+        stage = by_cmd.get(" ".join(["face2anime", *rec["argv"]]))
+        if stage is not None:
+            read.setdefault(stage.addressing, set()).update(rec["keys"])
+            stages[stage.addressing] = stage
+    assert len(read) >= 10, f"the trace covers only {sorted(read)}"
+    bad: dict[str, list[str]] = {}
+    for name, keys in read.items():
+        declared = param_keys(stages[name])
+        m = [f"undeclared {k}" for k in undeclared_params(sorted(keys), declared)]
+        m += [f"never read {k}" for k in unread_params(sorted(keys), declared)]
+        if m:
+            bad[name] = m
     return bad
 
 

@@ -25,7 +25,7 @@ from face2anime.sources.download import make_photo_like
 SMALL = {"ngf": 8, "ndf": 16, "n_res": 2, "epochs": 2, "steps_per_epoch": 500, "lr_decay_epochs": 1,
          "batch_size": 2, "lr": 0.0004, "beta1": 0.5, "beta2": 0.999, "lambda_cyc": 10.0, "lambda_idt": 0.0,
          "gan_loss": "vanilla", "pool_size": 50, "ema": 0.99, "attention_mode": "residual", "upsample": "resize",
-         "val_every": 100, "log_every": 50, "threads": 1}
+         "val_every": 100, "log_every": 50}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def small_photo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(root: Path, out: Path, diffaug: str) -> dict:
-    p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "select": {"max_images": 16, "share": 1.0},
+    p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "threads": 1, "select": {"max_images": 16, "share": 1.0},
                 "cyclegan": {"methods": {"baseline": {"subset": "random", "attention": False}},
                              "train": train_section(**SMALL, diffaug=diffaug)}})
     return tc.train("baseline", p, data_dir=root / "resized", cam_dir=root / "none", select_csv=root / "none.csv",

@@ -72,7 +72,7 @@ def _params(**over) -> Params:
     cg = train_section(ngf=4, ndf=4, n_res=1, epochs=3, steps_per_epoch=3, batch_size=2, pool_size=3,
                        ema=0.9, log_every=2)
     cg.update(over)
-    return Params({"seed": 3, "device": "cpu", "precision": precision, "select": {"max_images": 6, "share": 1.0},
+    return Params({"seed": 3, "device": "cpu", "precision": precision, "threads": 1, "select": {"max_images": 6, "share": 1.0},
                    "cyclegan": {"methods": methods, "train": cg}})
 
 
@@ -407,8 +407,10 @@ def test_compile_failure_falls_back_to_eager_with_one_line(capsys) -> None:
     lines: list[str] = []
     model = gmodel.CycleGAN(cfg, torch.device("cpu"), notify=lines.append)
 
+    from torch._dynamo.exc import TorchDynamoException
+
     def broken(*args):
-        raise RuntimeError("inductor: simulated C++ compiler failure\nsecond line")
+        raise TorchDynamoException("inductor: simulated C++ compiler failure\nsecond line")
 
     model.g_fn.compiled = broken
     x, y, c = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 1, 8, 8)
@@ -416,6 +418,24 @@ def test_compile_failure_falls_back_to_eager_with_one_line(capsys) -> None:
     losses, _ = model.step(x, y, c, c)
     assert torch.isfinite(losses).all() and model.g_fn.mode == "eager"
     assert len(lines) == 1 and "simulated C++ compiler failure" in lines[0] and "\n" not in lines[0]
+
+
+@pytest.mark.parametrize("error,expect", [(RuntimeError("a real bug in the step"), RuntimeError),
+                                          (torch.OutOfMemoryError("CUDA out of memory"), UserError)])
+def test_compile_fallback_lets_bugs_and_out_of_memory_through(error: Exception, expect: type) -> None:
+    """Only compiler errors switch to eager: a bug propagates as itself, out-of-memory as a
+    one-line error with a hint, and the compiled path stays on (no silent eager run)."""
+    cfg = train_config(attention=True, ngf=4, ndf=4, n_res=1, epochs=1, steps_per_epoch=3, compile=True)
+    model = gmodel.CycleGAN(cfg, torch.device("cpu"), notify=lambda m: None)
+
+    def broken(*args):
+        raise error
+
+    model.g_fn.compiled = broken
+    x, y, c = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 1, 8, 8)
+    with pytest.raises(expect, match="batch_size" if expect is UserError else "a real bug"):
+        model.step(x, y, c, c)
+    assert model.g_fn.mode == "inductor"
 
 
 def _classifier_dir(root: Path) -> Path:

@@ -198,7 +198,7 @@ def measure(variants: dict[str, Callable[[], None]], steps: int, rounds: int, de
 
 def run_bench(p: Params, which: list[str], methods: list[str], steps: dict[str, int], rounds: int,
               console: Console, fast: bool = True) -> dict[str, Any]:
-    from face2anime.gan.speed import set_threads
+    from face2anime.core.runtime import set_threads
 
     base_cfg, opts = train_options(p)
     device = pick_device(p.str("device", "auto"))
@@ -291,7 +291,7 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
          steps: int = typer.Option(20, help="steps per timing round, quick profile"),
          paper_steps: int = typer.Option(2, help="steps per timing round, paper profile"),
          rounds: int = typer.Option(3, help="interleaved timing rounds (the best counts)"),
-         threads: int = typer.Option(None, help="override cyclegan.train.threads (0 = torch's default)"),
+         threads: int = typer.Option(None, help="override the threads param"),
          fast: bool = typer.Option(True, help="also time the pipeline with the fast options on"),
          synthetic: bool = typer.Option(True, help="also time synthetic data generation"),
          json_out: Path = typer.Option(None, "--json", help="also write the results here")) -> None:
@@ -311,7 +311,7 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
         torch.set_num_threads(before)
     p = load_params(params)
     if threads is not None:
-        p.data.setdefault("cyclegan", {}).setdefault("train", {})["threads"] = threads
+        p.data["threads"] = threads
     result = run_bench(p, profile, method, {"quick": steps, "paper": paper_steps}, rounds,
                        console, fast)
     print_table(result, console)

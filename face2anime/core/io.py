@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,6 +34,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def staging_dir(dest: str | os.PathLike) -> Path:
+    """An empty folder beside ``dest`` to build a whole output folder in (see :func:`replace_dir`)."""
+    dest = Path(dest)
+    staging = dest.with_name(f".{dest.name}.incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def replace_dir(staging: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Put the complete folder ``staging`` at ``dest`` as a unit: the old ``dest`` is renamed
+    aside, ``staging`` renamed into place, then the old one deleted. ``dest`` never holds a
+    mix of old and new files, nor a partly written one."""
+    staging, dest = Path(staging), Path(dest)
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

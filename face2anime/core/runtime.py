@@ -10,6 +10,26 @@ from typing import Any
 from face2anime.core.params import UserError
 
 
+def set_threads(n: int) -> int:
+    """``torch.set_num_threads(n)``; returns the count in use. Results on a CPU depend on the
+    thread count (how sums are split), so the count is a param (``threads``), never "all cores"."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def load_torch_params(path: "str | os.PathLike[str]") -> "Any":
+    """params.yaml for a stage that computes with torch: loaded, validated, and torch's
+    intra-op threads pinned to ``threads`` before anything is computed."""
+    from face2anime.core.params import load_params
+
+    params = load_params(path)
+    set_threads(params.int("threads"))
+    return params
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch; make CPU torch deterministic."""
     import numpy as np

@@ -208,7 +208,6 @@ class Train(Section):
     channels_last: bool = doc("NHWC weights and activations (oneDNN's fast bf16 kernels)")
     adam: Literal["default", "foreach", "fused"] = doc("Adam implementation")
     fuse_passes: bool = doc("one network call per phase on inputs that share its weights")
-    threads: NonNeg = doc("intra-op CPU threads; 0 = all cores (then results depend on the machine's core count)")
     nproc: Positive = doc("> 1: torchrun + DDP with this many processes")
     preload_mb: NonNeg = doc("training images up to this many MiB are loaded into memory; larger sets stream")
     loader_workers: NonNeg = doc("DataLoader processes reading streamed images (no effect on results)")
@@ -272,6 +271,8 @@ class ParamsFile(Section):
     seed: NonNeg = doc("the seed of every random choice")
     device: str = doc("auto | cpu | cuda | cuda:N (auto uses CUDA when present)", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     precision: Literal["auto", "fp32", "bf16"] = doc("auto: bf16 autocast on CUDA and on CPUs with native bf16")
+    threads: int = doc("intra-op CPU threads of every torch stage; a fixed count, because results depend on it "
+                       "(never 'all cores')", ge=1, le=1024)
     download: Download
     resize: Resize
     classifier: Classifier

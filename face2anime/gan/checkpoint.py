@@ -13,10 +13,12 @@ from typing import Any
 import torch
 from rich.console import Console
 
+
 from face2anime.core.io import (
     rel,
     torch_load,
 )
+from face2anime.core.runtime import resolve_precision
 from face2anime.data.images import (
     ImageFiles,
 )
@@ -27,7 +29,10 @@ def config_hash(cfg: TrainConfig, x: DomainData, y: DomainData, device: torch.de
     """sha256 over the config, the device type, the subset ids and the exact pixels/CAMs."""
     # resume works for any N and any number of loader processes
     fields = {k: v for k, v in asdict(cfg).items() if k not in ("nproc", "loader_workers")}
+    # precision: auto is hashed as what it resolves to here (a checkpoint of bf16 steps never
+    # resumes as fp32 steps)
     h = hashlib.sha256(json.dumps({**fields, "device": device.type, "ckpt": CKPT_VERSION,
+                                   "precision_used": resolve_precision(device, cfg.precision),
                                    "torch": torch.__version__}, sort_keys=True).encode())
     for d in (x, y):
         h.update("\n".join(d.ids).encode())

@@ -264,7 +264,7 @@ class CycleGAN:
         opt.zero_grad(set_to_none=True)
         try:
             out[0].backward()
-        except Exception as e:  # noqa: BLE001 - see Compiled: a failing fast path must not crash
+        except Exception as e:  # noqa: BLE001 - fail() keeps only compiler errors, re-raises the rest
             if fn.compiled is None:
                 raise
             fn.fail(e)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from face2anime.core.params import UserError
 from face2anime.data.images import ImageFiles
 
 #: where inductor keeps compiled kernels (ignored by git and DVC); relative to the project root (cwd)
@@ -42,16 +43,27 @@ def compile_cache(root: Path | None = None) -> Path:
     return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
-def set_threads(n: int) -> int:
-    """``torch.set_num_threads(n)`` for ``n > 0`` (0 = leave torch's default); returns the count in use."""
-    if n > 0 and torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return torch.get_num_threads()
+def compiler_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the compiler failed" (Dynamo/Inductor, the C++/CUDA compilers):
+    only these switch a step to eager. Anything else, a bug or an out-of-memory, propagates."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor import exc
+
+    return (TorchDynamoException, exc.CppCompileError, exc.CUDACompileError, exc.LoweringException)
+
+
+def is_compiler_error(err: BaseException) -> bool:
+    return isinstance(err, compiler_errors()) and not isinstance(err, torch.OutOfMemoryError)
+
+
+OOM_HINT = ("out of memory: lower cyclegan.train.batch_size or resize.size, or set "
+            "cyclegan.train.compile: false (compiled graphs keep more activations)")
 
 
 class Compiled:
     """``fn`` compiled with ``torch.compile`` (inductor, static shapes, one graph), falling back
-    to plain ``fn`` with a one-line notice when compiling or running the compiled code fails.
+    to plain ``fn`` with a one-line notice when the *compiler* fails (:func:`compiler_errors`);
+    any other error (a real bug, out-of-memory) propagates.
 
     ``fn`` must be pure apart from building its autograd graph, so that calling it again
     eagerly after a failed compiled call is safe. A failure inside the *backward* of a compiled
@@ -75,8 +87,11 @@ class Compiled:
         return "inductor" if self.compiled is not None else "eager"
 
     def fail(self, err: BaseException) -> None:
-        """Switch to eager for good, with one line naming the error."""
-        if self.compiled is None:
+        """Switch to eager for good, with one line naming the compiler error; re-raise any other
+        error (an out-of-memory with a hint)."""
+        if isinstance(err, torch.OutOfMemoryError):
+            raise UserError(f"{self.name}: {OOM_HINT}") from err
+        if self.compiled is None or not is_compiler_error(err):
             raise err
         msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
         self.error = f"{type(err).__name__}: {msg}"[:300]
@@ -89,7 +104,7 @@ class Compiled:
         t0 = time.perf_counter() if self.calls < 2 else 0.0
         try:
             out = self.compiled(*args)
-        except Exception as e:  # noqa: BLE001 - any compile/run failure -> eager, never a crash
+        except Exception as e:  # noqa: BLE001 - fail() keeps only compiler errors, re-raises the rest
             self.fail(e)
             return self.fn(*args)
         if self.calls < 2:

@@ -77,8 +77,10 @@ from rich.progress import (
 
 from face2anime.core.io import (
     rel,
+    replace_dir,
     save_csv,
     save_image,
+    staging_dir,
     torch_save,
     write_json,
 )
@@ -86,6 +88,7 @@ from face2anime.core.live import open_live
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import (
     pick_device,
+    set_threads,
     resolve_precision,
     seed_everything,
 )
@@ -101,7 +104,6 @@ from face2anime.gan.speed import (
     compile_cache,
     device_budget,
     place,
-    set_threads,
 )
 
 from face2anime.gan.checkpoint import config_hash, read_checkpoint, restore_files, snapshot_files
@@ -372,6 +374,11 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
              for name, net in {**model.nets(), **model.generators()}.items()}  # generators: the EMA copies if any
     if cfg.snapshot == "best" and monitor.best_state is not None:
         saved.update(monitor.best_state)       # the generators of the best validation score
+    # the model folder is written as a unit: built beside out_dir, then swapped in
+    final_dir, out_dir = out_dir, staging_dir(out_dir)
+    if samples_dir.is_dir():
+        samples_dir.rename(out_dir / "samples")
+    samples_dir = final_dir / "samples"
     for name, state in saved.items():
         torch_save(state, out_dir / f"{name}.pt")
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
@@ -386,6 +393,8 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         "snapshot_step": monitor.best_step if cfg.snapshot == "best" and monitor.best_state is not None else steps,
         "collapsed": summary["collapsed"], "collapse_reasons": summary["collapse_reasons"], "config_hash": chash,
         "training_data": training_data(params)})
+    replace_dir(out_dir, final_dir)
+    out_dir = final_dir
     if ckpt_path.is_file():
         ckpt_path.unlink()
     with contextlib.suppress(OSError):

@@ -6,12 +6,11 @@ Outputs ``data/translated/METHOD/<id>.png`` (one per human test image) and
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from rich.console import Console
 
-from face2anime.core.io import rel, save_image
+from face2anime.core.io import rel, replace_dir, save_image, staging_dir
 from face2anime.core.params import Params
 from face2anime.data.images import (
     RESIZED_DIR,
@@ -32,13 +31,10 @@ def translate(method: str, params: Params, data_dir: Path = RESIZED_DIR, out_roo
     rows, x = load_split(read_manifest(data_dir), "human", "test", data_dir)
     fake = to_uint8(translator.to_character(x))
     out_dir = out_root / method
-    staging = out_root / f".{method}.incoming"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_dir(out_dir)
     for img_id, img in zip(rows["id"], fake):
         to_pil(img).save(staging / f"{img_id}.png")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    replace_dir(staging, out_dir)
     k = min(grid_count, len(x))
     grid_png = reports_dir / f"translate_{method}.png"
     save_image(to_pil(pairs_grid([x[:k], fake[:k]])), grid_png)
