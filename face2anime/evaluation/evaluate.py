@@ -36,7 +36,7 @@ whether each metric can tell them apart (validity).
   on; the positive control). Their ``cycle_l1`` is ``|G_YX(reference) - source|`` with this
   method's G_YX: how much of the source the way back recovers from that image.
 - ``ceiling``: on synthetic data, each test human rendered as a character with the same
-  attributes, hard kind, pose and colours (:func:`face2anime.data.synthetic.render_counterpart`),
+  attributes, hard kind, pose and colours (:func:`face2anime.data.synthetic.render.render_counterpart`),
   scored the same way; ``of_ceiling``: the method's value as a fraction of the ceiling's
   (for attributes: of the ceiling's margin above chance). null on other data.
 - ``valid``: ``{metric: {ok, reasons, checks}}`` from the rules in :func:`validity`; compare
@@ -361,7 +361,7 @@ def ceiling_images(src_rows: pd.DataFrame, params: Params, size: int) -> torch.T
     from PIL import Image
 
     from face2anime.data.imageio import square_crop_box
-    from face2anime.data.synthetic import render_counterpart
+    from face2anime.data.synthetic.render import render_counterpart
 
     raw_size = params.int("download.synthetic.size", lo=16, hi=1024)
     seed = params.int("seed", lo=0)
