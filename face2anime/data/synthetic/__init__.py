@@ -30,7 +30,7 @@ the way" becomes a class cue, and a judge trained on such data calls an occluded
 Everything is deterministic per seed; each image has its own RNG derived from
 ``(seed, domain, index)``, so results do not depend on generation order. Rendering is
 vectorised numpy on small windows (signed-distance shapes with 1-px anti-aliasing), so
-one core renders and writes a few hundred 128-px PNGs per second (:mod:`.bench`).
+one core renders and writes about 200 128-px PNGs per second (:mod:`.bench`).
 
 Modules, in dependency order (each imports only those above it, plus the project's core):
 

@@ -7,12 +7,11 @@ normalised part boxes ``{leye,reye,mouth,nose}_{x0,y0,x1,y1}``.
 """
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from face2anime.core.io import atomic_path
 from face2anime.core.params import UserError
@@ -36,31 +35,17 @@ def _check_args(n_human: int, n_character: int, size: int, hard_share: float,
         raise UserError(f"synthetic {share_name} must be in [0, 1], got {hard_share!r}")
 
 
-def _png_bytes(arr: np.ndarray) -> bytes:
-    """Encode a uint8 (H, W, 3) RGB array as PNG: 'Sub' row filter + zlib RLE (level 1).
-
-    About 2.5x faster than PIL's encoder at these sizes, with smaller files."""
-    h, w, _ = arr.shape
-    raw = np.empty((h, w * 3 + 1), np.uint8)
-    raw[:, 0] = 1                                        # filter type 1 (Sub) on every row
-    body = raw[:, 1:].reshape(h, w, 3)
-    body[:, 0] = arr[:, 0]
-    np.subtract(arr[:, 1:], arr[:, :-1], out=body[:, 1:])  # uint8 wrap-around, as PNG defines
-    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    data = z.compress(raw.tobytes()) + z.flush()
-
-    def chunk(tag: bytes, payload: bytes) -> bytes:
-        return (struct.pack(">I", len(payload)) + tag + payload
-                + struct.pack(">I", zlib.crc32(tag + payload) & 0xFFFFFFFF))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-
-
 def _write_png(arr: np.ndarray, path: Path) -> None:
-    """Atomic PNG write (temp file beside ``path``, then os.replace)."""
+    """Write a uint8 (H, W, 3) RGB array as a PNG, atomically (temp file beside ``path``, then
+    os.replace), with Pillow at ``compress_level=1`` (its fastest level). Deterministic: the same
+    pixels give the same bytes (for a given Pillow and zlib).
+
+    Measured at 128 px on one core (render + write, :func:`generate`): about 210 images/s,
+    against 290 with the hand-written 'Sub'-filter + zlib-RLE encoder this replaced (files 4%
+    smaller) and 170 with Pillow's default level 6; about 1.4 ms more per image than the old
+    encoder, a few seconds for the default 2,500 images."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(_png_bytes(arr))
+        Image.fromarray(arr).save(tmp, format="PNG", compress_level=1)
 
 
 def manifest_columns() -> list[str]:
