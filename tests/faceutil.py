@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from face2anime.data.synthetic import render_one
+from face2anime.data.synthetic.render import render_one
 
 #: rendered humans (seed 0, 256 px) that dlib's HOG detector finds with a clear margin
 #: (detector score > 0.5 on the machine that chose them; the threshold is 0)

@@ -14,7 +14,7 @@ from PIL import Image
 from face2anime.data import align
 from face2anime.data.align import AlignConfig
 from face2anime.data.resize import resize_dataset
-from face2anime.data.synthetic import render_one
+from face2anime.data.synthetic.render import render_one
 from faceutil import DETECTED, group_photo, known_eyes
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,9 @@
 command imports (read from the code, transitively) and, as params, every key it reads (recorded
 while the tiny end-to-end pipeline runs, see test_pipeline.py). Commands never import each other,
 and the library's subpackages are layers that never import upward (:data:`LAYERS`).
+Nor does a stage go stale for nothing: of the synthetic renderer's submodules it declares exactly
+those it imports (editing the contact sheet or the benchmark re-runs neither train_attributes nor
+evaluate).
 """
 from __future__ import annotations
 
@@ -59,6 +62,50 @@ def test_every_stage_declares_every_module_it_imports() -> None:
     assert len(stages) >= 10
     missing = {s.addressing: m for s in stages if (m := undeclared_imports(s))}
     assert not missing, f"dvc.yaml misses these imported project files (add them to the stage's deps): {missing}"
+
+
+SYNTHETIC = "face2anime/data/synthetic/"
+
+
+def declared_synthetic(stage) -> set[str]:
+    return {d.def_path for d in stage.deps if d.def_path.startswith(SYNTHETIC.rstrip("/"))}
+
+
+def imported_synthetic(stage, root: Path = ROOT) -> set[str]:
+    return {str(f.relative_to(root)) for f in command_files(sub_command(stage.cmd), root)
+            if str(f.relative_to(root)).startswith(SYNTHETIC) and not (f.name == "__init__.py" and is_trivial(f))}
+
+
+def test_synthetic_package_init_is_trivial() -> None:
+    """The renderer's ``__init__`` runs nothing, so importing one submodule loads only that one's
+    imports and each stage can depend on exactly the submodules it uses."""
+    assert is_trivial(ROOT / SYNTHETIC / "__init__.py")
+
+
+def test_stages_declare_exactly_the_synthetic_modules_they_import() -> None:
+    """Not only no missing ones (the test above): no extra ones either, so editing a submodule
+    a stage does not load (the contact sheet, the benchmark) leaves that stage up to date."""
+    wrong = {s.addressing: (sorted(declared_synthetic(s)), sorted(imported_synthetic(s)))
+             for s in dvc_stages() if declared_synthetic(s) != imported_synthetic(s)}
+    assert not wrong, f"stage -> (declared, imported) synthetic modules: {wrong}"
+
+
+def test_attribute_and_evaluate_stages_do_not_depend_on_contact_sheet_or_bench() -> None:
+    stages = {s.addressing.split(":")[-1]: s for s in dvc_stages()}
+    evaluates = [n for n in stages if n.startswith("evaluate@")]
+    assert evaluates and "train_attributes" in stages
+    off_limits = [SYNTHETIC + "contact_sheet.py", SYNTHETIC + "bench.py"]
+    assert all((ROOT / f).is_file() for f in off_limits)
+    for name in ["train_attributes", *evaluates]:
+        s = stages[name]
+        declared = [d.def_path for d in s.deps if type(d).__name__ != "ParamsDependency"]
+        loaded = {str(f.relative_to(ROOT)) for f in command_files(sub_command(s.cmd))}
+        for f in off_limits:
+            assert not covered(f, declared) and f not in loaded, (name, f)
+    assert imported_synthetic(stages["train_attributes"]) == {SYNTHETIC + "attributes.py"}
+    assert SYNTHETIC + "dataset.py" not in imported_synthetic(stages[evaluates[0]])
+    # not vacuous: the stage that makes the contact sheet does depend on its module
+    assert SYNTHETIC + "contact_sheet.py" in declared_synthetic(stages["download"])
 
 
 def test_dependency_check_fails_when_a_dep_is_removed(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from face2anime.core.params import Params
 from face2anime.data.images import load_images
-from face2anime.data.synthetic import generate
+from face2anime.data.synthetic.dataset import generate
 from face2anime.evaluation.evaluate import attr_preservation
 from face2anime.models.attributes import train_attributes
 
@@ -74,7 +74,7 @@ def test_char_rate_by_kind_splits_clean_and_hard() -> None:
 
 
 def test_counterpart_in_its_own_domain_is_the_image_itself() -> None:
-    from face2anime.data.synthetic import render_counterpart, render_one
+    from face2anime.data.synthetic.render import render_counterpart, render_one
 
     for dom, i, kind in (("human", 3, ""), ("character", 5, "occluded_eyes"), ("human", 7, "small_offcentre")):
         img, attrs, boxes = render_one(11, dom, i, 40, kind)
@@ -86,7 +86,7 @@ def test_ceiling_renders_each_source_as_a_character_and_resizes_like_resize() ->
     from PIL import Image
 
     from face2anime.data.resize import process_image
-    from face2anime.data.synthetic import render_counterpart, render_one
+    from face2anime.data.synthetic.render import render_counterpart, render_one
     from face2anime.evaluation.ceiling import ceiling_images
 
     rows = pd.DataFrame({"id": ["h00002", "h00009"], "hard_kind": [None, "occluded_mouth"]})

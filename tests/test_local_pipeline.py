@@ -13,7 +13,7 @@ from conftest import BIN, run
 from faceutil import group_photo
 from PIL import Image
 
-from face2anime.data.synthetic import render_one
+from face2anime.data.synthetic.render import render_one
 
 
 def make_folder(root: Path, domain: str, n: int) -> Path:

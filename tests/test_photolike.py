@@ -8,7 +8,8 @@ import pandas as pd
 from PIL import Image
 
 from face2anime.data.photolike import photo_like
-from face2anime.data.synthetic import generate, render_one
+from face2anime.data.synthetic.dataset import generate
+from face2anime.data.synthetic.render import render_one
 from face2anime.sources.download import make_photo_like
 
 

@@ -17,8 +17,8 @@ import torch
 
 from face2anime.core.params import Params
 from face2anime.data.resize import resize_dataset
-from face2anime.data.synthetic import generate
 from cfgutil import train_section
+from face2anime.data.synthetic.dataset import generate
 from face2anime.gan import train as tc
 from face2anime.sources.download import make_photo_like
 

@@ -303,11 +303,11 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
 
         raise UserError(f"bench: unknown profile/method {bad[0]!r} (profiles: quick, paper; methods: plain, attention)")
     if synthetic:
-        from face2anime.data import synthetic as syn
+        from face2anime.data.synthetic.bench import bench as synthetic_bench
 
         before = torch.get_num_threads()
         torch.set_num_threads(1)
-        syn.bench(400, 128)
+        synthetic_bench(400, 128)
         torch.set_num_threads(before)
     p = load_params(params)
     if threads is not None:

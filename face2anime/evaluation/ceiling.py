@@ -28,7 +28,7 @@ def ceiling_images(src_rows: pd.DataFrame, params: Params, size: int) -> torch.T
     from PIL import Image
 
     from face2anime.data.imageio import square_crop_box
-    from face2anime.data.synthetic import render_counterpart
+    from face2anime.data.synthetic.render import render_counterpart
 
     raw_size = params.int("download.synthetic.size", lo=16, hi=1024)
     seed = params.int("seed", lo=0)

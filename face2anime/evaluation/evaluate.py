@@ -42,7 +42,7 @@ the ceiling in :mod:`~face2anime.evaluation.ceiling` and the validity rules in
   on; the positive control). Their ``cycle_l1`` is ``|G_YX(reference) - source|`` with this
   method's G_YX: how much of the source the way back recovers from that image.
 - ``ceiling``: on synthetic data, each test human rendered as a character with the same
-  attributes, hard kind, pose and colours (:func:`face2anime.data.synthetic.render_counterpart`),
+  attributes, hard kind, pose and colours (:func:`face2anime.data.synthetic.render.render_counterpart`),
   scored the same way; ``of_ceiling``: the method's value as a fraction of the ceiling's
   (for attributes: of the ceiling's margin above chance). null on other data
   (:mod:`face2anime.evaluation.ceiling`).

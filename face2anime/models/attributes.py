@@ -39,7 +39,7 @@ SEED_OFFSET = 104729
 
 def attribute_columns(manifest: pd.DataFrame) -> dict[str, list[str]]:
     """Labelled attributes present for every character image: ``{name: sorted values}``."""
-    from face2anime.data.synthetic import ATTRIBUTES
+    from face2anime.data.synthetic.attributes import ATTRIBUTES
 
     chars = manifest[manifest["domain"] == "character"]
     out = {}

@@ -39,9 +39,9 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     if source == "synthetic":
-        from face2anime.data import synthetic
+        from face2anime.data.synthetic.dataset import generate
 
-        manifest = synthetic.generate(
+        manifest = generate(
             staging,
             n_human=params.int("download.synthetic.n_human", lo=2),
             n_character=params.int("download.synthetic.n_character", lo=2),
@@ -107,12 +107,13 @@ def make_photo_like(manifest: pd.DataFrame, root: Path, seed: int, progress: boo
 
 
 def _contact_sheet(manifest: pd.DataFrame, raw_dir: Path, out_png: Path, per_row: int = 8) -> None:
-    """Synthetic data: attribute-matched rows (see :func:`face2anime.data.synthetic.contact_sheet`).
+    """Synthetic data: attribute-matched rows (see :func:`face2anime.data.synthetic.contact_sheet.contact_sheet`).
     Real data: the first readable images of each domain, one row per domain."""
-    from face2anime.data import synthetic
+    from face2anime.data.synthetic.attributes import ATTRIBUTES
+    from face2anime.data.synthetic.contact_sheet import contact_sheet
 
-    if all(a in manifest.columns for a in synthetic.ATTRIBUTES):
-        synthetic.contact_sheet(manifest, raw_dir, out_png, per_row)
+    if all(a in manifest.columns for a in ATTRIBUTES):
+        contact_sheet(manifest, raw_dir, out_png, per_row)
         return
     import numpy as np
     import torch
