@@ -90,6 +90,10 @@ def test_readme_links_every_docs_page() -> None:
 
 
 def test_committed_results_match_the_metrics() -> None:
+    from face2anime.apps import params_doc
+
+    assert (ROOT / "docs" / "params.md").read_text() == params_doc.render(ROOT / "params.yaml"), \
+        "docs/params.md differs from the schema and params.yaml: run: face2anime report"
     page = (ROOT / "docs" / "results.md").read_text()
     assert page == render(ROOT), "docs/results.md differs from the committed metrics: run: face2anime report"
     readme = (ROOT / "README.md").read_text()

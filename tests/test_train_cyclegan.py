@@ -283,6 +283,10 @@ def test_non_finite_loss_stops_the_run_before_any_model_is_written(dataset: dict
     with pytest.raises(UserError, match=r"training diverged \(non-finite loss_G_adv, .* by step [45]\)"):
         _run("baseline", dataset, tmp_path)
     assert not list((tmp_path / "model").rglob("*.pt"))   # no generator, no weights of any kind
+    # the last good state is kept: the checkpoint of epoch 1 (steps 1-3, before the NaN), finite
+    ck = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
+    assert ck["epoch"] == 1
+    assert all(torch.isfinite(t).all() for n in ("G_XY", "G_YX", "D_X", "D_Y") for t in ck["model"][n].values())
 
 
 def test_full_run_outputs(dataset: dict[str, Path], tmp_path: Path) -> None:
@@ -546,15 +550,25 @@ def test_fast_eager_options_compute_the_same_step(attention: bool) -> None:
             x, y = torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1, torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1
             c = torch.rand(2, 1, 8, 8, generator=g) if attention else None
             out.append(model.step(x, y, c, c)[0])
-        return torch.stack(out), {k: v.detach().clone() for k, v in model.G_XY.state_dict().items()}
+        with torch.no_grad():
+            model.G_XY.eval()
+            return torch.stack(out), model.G_XY(probe, probe_cam).contiguous(), before
 
-    (la, wa), (lb, wb) = run(), run(channels_last=True, adam="fused", fuse_passes=True)
+    g0 = torch.Generator().manual_seed(7)
+    probe = torch.rand(2, 3, SIZE, SIZE, generator=g0) * 2 - 1
+    probe_cam = torch.rand(2, 1, 8, 8, generator=g0) if attention else None
+    with torch.no_grad():
+        init = gmodel.CycleGAN(train_config(attention=attention, ngf=4, ndf=4, n_res=1, epochs=1, steps_per_epoch=3,
+                                            lr_decay_epochs=0, gan_loss="lsgan", ema=0.9), torch.device("cpu"))
+        before = init.G_XY.eval()(probe, probe_cam)
+    (la, oa, _), (lb, ob, _) = run(), run(channels_last=True, adam="fused", fuse_passes=True)
     torch.testing.assert_close(la, lb, rtol=1e-3, atol=1e-5)
-    # Adam's first steps move every weight by about +-lr whatever its gradient's size, so a
-    # gradient that is ~0 (a conv bias before instance norm) may flip sign with rounding
-    lr = 2e-4
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=4 * lr + 1e-6)
+    # the trained generators compute the same function: their outputs agree far more closely
+    # than the two steps moved them (weights themselves are not compared: Adam's first steps
+    # move every weight by about +-lr, so a near-zero gradient may flip sign with rounding)
+    moved = float((oa - before).abs().max())
+    differ = float((oa - ob).abs().max())
+    assert moved > 1e-3 and differ < moved / 20, (moved, differ)
 
 
 def test_method_train_overrides_only_that_method() -> None:

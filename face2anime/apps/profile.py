@@ -8,6 +8,7 @@ and runs ``dvc exp run -n NAME -S key=value ...`` so the experiment shows up in
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import shlex
 import subprocess
@@ -18,7 +19,8 @@ from typing import Any
 import typer
 import yaml
 
-from face2anime.core.params import UserError, flat_items, load_params
+from face2anime.core.params import UserError, flat_items, load_params, validate
+from face2anime.core.schema import ParamsFile
 
 PROFILES_DIR = Path("profiles")
 
@@ -48,6 +50,18 @@ def check_keys(overrides: dict[str, Any], params: dict[str, Any], source: str) -
             raise UserError(f"{source}: unknown param '{key}'{hint}")
 
 
+def merged(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``params`` with the flat dotted ``overrides`` set (what the experiment will run)."""
+    out = copy.deepcopy(params)
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
 def set_arg(key: str, value: Any) -> str:
     """One ``-S`` value as DVC reads it: strings single-quoted (so ``a,b`` is no sweep)."""
     if isinstance(value, str):
@@ -71,7 +85,9 @@ def profile_command(name: str, human: str | None, character: str | None,
     if character is not None:
         overrides["download.source"] = "local"
         overrides["download.local.character"] = character
-    check_keys(overrides, load_params(params_file).data, str(profiles_dir / f"{name}.yaml"))
+    source = str(profiles_dir / f"{name}.yaml")
+    check_keys(overrides, load_params(params_file).data, source)
+    validate(ParamsFile, merged(load_params(params_file).data, overrides), source)   # types and ranges too
     argv = ["dvc", "exp", "run", "-n", exp_name or name]
     for key, value in overrides.items():
         argv += ["-S", set_arg(key, value)]

@@ -534,7 +534,8 @@ def replace_block(text: str, block: str) -> str:
 
 
 def write(root: Path) -> list[Path]:
-    """Rewrite ``docs/results.md`` and the README's results block under ``root``; returns what changed."""
+    """Rewrite ``docs/results.md``, the README's results block and (when ``root`` has a
+    params.yaml) ``docs/params.md`` under ``root``; returns what changed."""
     root = Path(root)
     changed = []
     page, readme = root / RESULTS_PAGE, root / README
@@ -549,6 +550,13 @@ def write(root: Path) -> list[Path]:
     if new != old:
         write_text(readme, new)
         changed.append(readme)
+    if (root / "params.yaml").is_file():     # the params reference, from the schema
+        from face2anime.apps import params_doc
+
+        ref, text = root / params_doc.PARAMS_PAGE, params_doc.render(root / "params.yaml")
+        if not ref.is_file() or ref.read_text() != text:
+            write_text(ref, text)
+            changed.append(ref)
     return changed
 
 

@@ -269,7 +269,7 @@ class ParamsFile(Section):
     """The whole of params.yaml."""
 
     seed: NonNeg = doc("the seed of every random choice")
-    device: str = doc("auto | cpu | cuda | cuda:N (auto uses CUDA when present)", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: str = doc("auto, cpu, cuda or cuda:N (auto uses CUDA when present)", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     precision: Literal["auto", "fp32", "bf16"] = doc("auto: bf16 autocast on CUDA and on CPUs with native bf16")
     threads: int = doc("intra-op CPU threads of every torch stage; a fixed count, because results depend on it "
                        "(never 'all cores')", ge=1, le=1024)
