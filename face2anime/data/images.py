@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
 from face2anime.core.params import UserError
 
@@ -173,4 +172,6 @@ def pairs_grid(rows: list[torch.Tensor], per_row: int = 8) -> torch.Tensor:
             chunk = r[start:start + per_row]
             pad = per_row - len(chunk)
             tiles.append(torch.cat([chunk, torch.full((pad, *chunk.shape[1:]), 255, dtype=torch.uint8)]) if pad else chunk)
+    from torchvision.utils import make_grid   # here: importing torchvision costs ~1 s per stage process
+
     return make_grid(torch.cat(tiles), nrow=per_row, padding=2, pad_value=255)

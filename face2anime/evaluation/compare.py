@@ -284,6 +284,12 @@ def markdown(table: dict[str, dict], methods: list[str], reference: str, candida
         "MDE80 = the smallest true difference detectable with 80% power at alpha 0.05. A method is "
         "named better only when the metric is valid (its floors pass), the CI excludes 0 and p < 0.05; "
         "otherwise: no detectable difference.",
+        *([] if n_seeds and n_seeds > 1 else [
+            "",
+            f"With one training seed the interval covers test images only: a verdict is about these two "
+            f"trained models, not about the methods (another seed can flip it). For a verdict about "
+            f"{candidate} vs {reference} as methods, train more seeds (`dvc exp run --queue -S "
+            f"cyclegan.train.seed=N`) and run `face2anime seeds`, whose interval also covers seeds."]),
         "",
         f"| metric | {' | '.join(methods)} | delta | 95% CI | p | MDE80 | valid | verdict |",
         "|" + "---|" * (len(methods) + 7),

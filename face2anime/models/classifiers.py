@@ -11,7 +11,6 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torchvision
 
 ARCHS = ("convnet", "resnet18")
 
@@ -60,6 +59,8 @@ class ResNet18(nn.Module):
 
     def __init__(self, n_classes: int = 2):
         super().__init__()
+        import torchvision   # here: importing torchvision costs ~1 s per stage process
+
         self.net = torchvision.models.resnet18(weights=None, num_classes=n_classes)
         self.n_features = self.net.fc.in_features
 
