@@ -18,7 +18,7 @@ from rich.console import Console
 
 from face2anime.core.io import rel, write_json
 from face2anime.core.params import UserError, load_params
-from face2anime.core.paths import CYCLEGAN_DIR, ONNX_DIR
+from face2anime.core.paths import CLASSIFIER_DIR, CYCLEGAN_DIR, ONNX_DIR, RESIZED_DIR
 
 #: |onnxruntime - PyTorch| in [-1, 1] units: one 8-bit level of the output image. Measured:
 #: 6.5e-5 (attention) and 2.7e-6 (plain) on a trained 64 px model; up to 4e-3 with an untrained
@@ -28,7 +28,7 @@ CHECK_IMAGES = 32    # held-out test humans compared per method
 
 
 def export_all(methods: list[str], params_file: Path = Path("params.yaml"), cyclegan_dir: Path = CYCLEGAN_DIR,
-               classifier_dir: Path = Path("models/classifier"), data_dir: Path = Path("data/resized"),
+               classifier_dir: Path = CLASSIFIER_DIR, data_dir: Path = RESIZED_DIR,
                out_dir: Path = ONNX_DIR, tolerance: float = TOLERANCE) -> dict[str, dict]:
     """Export ``methods`` (all trained ones when empty) and check them; returns per-method results."""
     import torch

@@ -24,6 +24,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from face2anime.core.paths import METRICS_DIR, REPORTS_DIR
 from face2anime.core.io import write_json, write_text
 from face2anime.core.params import UserError, flat_items, load_params
 from face2anime.evaluation.compare import load_run, markdown, paired_comparison
@@ -75,7 +76,7 @@ def aggregate(methods: list[str], reference: str, candidate: str, experiments: l
 
 
 def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None = None,
-              metrics_dir: Path = Path("metrics"), reports_dir: Path = Path("reports"),
+              metrics_dir: Path = METRICS_DIR, reports_dir: Path = REPORTS_DIR,
               reference: str | None = None, candidate: str | None = None, workspace: bool = True,
               out_name: str = "seeds", all_commits: bool = False) -> dict:
     """The paired comparison of ``candidate`` with ``reference`` (default: ``compare.*``) over the

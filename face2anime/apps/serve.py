@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from face2anime.core.paths import CLASSIFIER_DIR, CYCLEGAN_DIR, RESPONSES_FILE, SURVEY_ITEMS, SURVEY_KEY
 from face2anime.core.params import UserError
 
 
@@ -27,16 +28,16 @@ def is_loopback(host: str) -> bool:
 
 def main(host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every network interface)"),
          port: int = typer.Option(8000, help="TCP port"),
-         items: Path = typer.Option(Path("data/survey/items"), help="survey items (the survey_items stage)"),
-         responses: Path = typer.Option(Path("inputs/survey/responses.csv"),
+         items: Path = typer.Option(SURVEY_ITEMS, help="survey items (the survey_items stage)"),
+         responses: Path = typer.Option(RESPONSES_FILE,
                                         help="responses file (appended; an input of survey_report)"),
-         models: Path = typer.Option(Path("models/cyclegan"), help="trained methods"),
-         classifier: Path = typer.Option(Path("models/classifier"), help="guiding classifier (CAM overlay)"),
+         models: Path = typer.Option(CYCLEGAN_DIR, help="trained methods"),
+         classifier: Path = typer.Option(CLASSIFIER_DIR, help="guiding classifier (CAM overlay)"),
          params: Path = typer.Option(Path("params.yaml"), help="params file"),
          max_upload_mb: float = typer.Option(10.0, help="largest accepted upload, MB"),
          max_pixels: int = typer.Option(64_000_000, help="largest accepted image, pixels (decompression bombs)"),
          simulate: int = typer.Option(0, help="write N simulated raters' answers to --responses and exit"),
-         key: Path = typer.Option(Path("data/survey/key.json"), help="blind key (only --simulate reads it)"),
+         key: Path = typer.Option(SURVEY_KEY, help="blind key (only --simulate reads it)"),
          seed: int = typer.Option(0, help="seed of --simulate"),
          backend: str = typer.Option("torch", help="torch (models/cyclegan checkpoints) | onnx (models/onnx from "
                                                    "`face2anime export`: no PyTorch needed; no CAM overlay)")) -> None:

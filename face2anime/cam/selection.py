@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from face2anime.core.paths import CAM_SCORES, METRICS_DIR, SELECT_CSV
 from face2anime.core.io import rel, save_csv, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.data.images import is_clean, subset_size
 
-SCORES = Path("data/cam/scores.csv")
-SELECTED = Path("data/select/selected.csv")
+SCORES = CAM_SCORES
+SELECTED = SELECT_CSV
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
@@ -67,7 +68,7 @@ def select_metrics(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: float,
 
 
 def run_select(params: Params, scores_csv: Path = SCORES, out_csv: Path = SELECTED,
-               metrics_path: Path = Path("metrics/select.json")) -> pd.DataFrame:
+               metrics_path: Path = METRICS_DIR / "select.json") -> pd.DataFrame:
     threshold = params.float("select.threshold", lo=0.0, hi=1.0)
     max_images = params.int("select.max_images", lo=1)
     min_images = params.int("select.min_images", lo=1)

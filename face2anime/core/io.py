@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from face2anime.core.paths import INPUTS_DIR
 from face2anime.core.params import UserError
 
 _UMASK = os.umask(0)
@@ -113,7 +114,6 @@ def rel(path: str | os.PathLike) -> str:
 #: User-provided inputs inside the repo (local photos, pretrained weights). The stages that
 #: read them declare these folders as DVC dependencies, so adding or changing a file there
 #: re-runs them; files elsewhere are invisible to DVC.
-INPUTS_DIR = Path("inputs")
 
 
 def inside_inputs(path: str | os.PathLike) -> bool:

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from face2anime.core.paths import STAGES_DIR
 from face2anime.core.io import write_json
 
-STAGES_DIR = Path("metrics/stages")
 _images: list[int] = []
 
 

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
+from face2anime.core.paths import EVAL_DATA_DIR, METRICS_DIR, REPORTS_DIR
 from face2anime.core.io import rel, save_image, write_json, write_text
 from face2anime.core.params import Params, UserError, flat_items
 from face2anime.data.images import (
@@ -53,7 +54,6 @@ from face2anime.data.images import (
 from face2anime.evaluation import stats
 from face2anime.evaluation.validity import metric_validity, validity_key
 
-EVAL_DATA_DIR = Path("data/eval")
 #: metrics where lower is better
 LOWER_IS_BETTER = ("kid_judge.mean", "cycle_l1.human", "cycle_l1.character", "train_seconds")
 #: not compared: counts, spreads, settings and properties of the shared data/predictor
@@ -231,7 +231,7 @@ def verdict(row: dict, higher_is_better: bool, reference: str, candidate: str, a
 
 
 # --------------------------------------------------------------------------- reading runs
-def load_run(methods: list[str], metrics_dir: Path = Path("metrics"), eval_data_dir: Path = EVAL_DATA_DIR,
+def load_run(methods: list[str], metrics_dir: Path = METRICS_DIR, eval_data_dir: Path = EVAL_DATA_DIR,
              open_file: Callable[[str], IO[bytes]] | None = None) -> dict:
     """One run's eval JSONs, per-image tables and (if present) judge features, for ``methods``.
 
@@ -326,8 +326,8 @@ def markdown(table: dict[str, dict], methods: list[str], reference: str, candida
     return "\n".join(lines) + "\n"
 
 
-def compare(params: Params, metrics_dir: Path = Path("metrics"), data_dir: Path = RESIZED_DIR,
-            translated_dir: Path = TRANSLATED_DIR, reports_dir: Path = Path("reports"),
+def compare(params: Params, metrics_dir: Path = METRICS_DIR, data_dir: Path = RESIZED_DIR,
+            translated_dir: Path = TRANSLATED_DIR, reports_dir: Path = REPORTS_DIR,
             eval_data_dir: Path = EVAL_DATA_DIR) -> dict:
     methods = list(params.dict("cyclegan.methods"))
     reference = params.str("compare.reference", choices=methods)

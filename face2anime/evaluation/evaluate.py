@@ -67,6 +67,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
+from face2anime.core.paths import ATTRIBUTES_DIR, EVAL_DATA_DIR, METRICS_DIR
 from face2anime.cam.maps import compute_cams
 from face2anime.core.io import atomic_path, save_csv, write_json
 from face2anime.core.params import Params, UserError
@@ -107,7 +108,6 @@ from face2anime.models.classify import (
     predict,
 )
 
-EVAL_DATA_DIR = Path("data/eval")
 
 
 # --------------------------------------------------------------------------- the judge and the predictor
@@ -230,7 +230,7 @@ def real_character_sets(manifest: pd.DataFrame, data_dir: Path, classifier_dir: 
 
 def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translated_dir: Path = TRANSLATED_DIR,
              cyclegan_dir: Path = CYCLEGAN_DIR, classifier_dir: Path = MODEL_DIR,
-             attributes_dir: Path = Path("models/attributes"), metrics_dir: Path = Path("metrics"),
+             attributes_dir: Path = ATTRIBUTES_DIR, metrics_dir: Path = METRICS_DIR,
              eval_data_dir: Path = EVAL_DATA_DIR) -> dict:
     device = pick_device(params.str("device"))
     n_subsets = params.int("evaluate.kid_subsets", lo=1)

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from rich.console import Console
 
+from face2anime.core.paths import ATTRIBUTES_DIR, METRICS_DIR
 from face2anime.core.io import torch_load, torch_save, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import (
@@ -33,7 +34,7 @@ from face2anime.data.images import RESIZED_DIR, load_split, read_manifest, to_mo
 from face2anime.models.classifiers import AttributePredictor
 from face2anime.models.classify import fit
 
-MODEL_DIR = Path("models/attributes")
+MODEL_DIR = ATTRIBUTES_DIR
 SEED_OFFSET = 104729
 
 
@@ -89,7 +90,7 @@ def chance(target: dict[str, torch.Tensor], n_values: dict[str, int]) -> dict[st
 
 
 def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = MODEL_DIR,
-                     metrics_path: Path = Path("metrics/attributes.json")) -> dict:
+                     metrics_path: Path = METRICS_DIR / "attributes.json") -> dict:
     device = pick_device(params.str("device"))
     epochs = params.int("attributes.epochs", lo=1)
     batch_size = params.int("attributes.batch_size", lo=1)

@@ -30,6 +30,7 @@ import torchvision.transforms.v2.functional as TF
 from rich.console import Console
 from rich.progress import Progress
 
+from face2anime.core.paths import CLASSIFIER_DIR, METRICS_DIR
 from face2anime.core.io import (
     INPUTS_DIR,
     inside_inputs,
@@ -51,7 +52,7 @@ from face2anime.data.images import RESIZED_DIR, load_split, read_manifest, to_mo
 from face2anime.data.ops import gaussian_blur
 from face2anime.models.classifiers import ARCHS, build_classifier
 
-MODEL_DIR = Path("models/classifier")
+MODEL_DIR = CLASSIFIER_DIR
 LABELS = {"human": 0, "character": 1}
 #: the judge's third class (``judge.junk > 0``): neither a human nor a character
 JUNK = 2
@@ -317,7 +318,7 @@ def load_classifier(role: str, model_dir: Path = MODEL_DIR, device: str | torch.
 
 
 def train_classifiers(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = MODEL_DIR,
-                      metrics_dir: Path = Path("metrics")) -> dict:
+                      metrics_dir: Path = METRICS_DIR) -> dict:
     """Train the guiding classifier and the judge; return both metrics dicts."""
     device = pick_device(params.str("device"))
     cfgs = {role: classifier_config(params, role) for role in ("classifier", "judge")}

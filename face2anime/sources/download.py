@@ -14,17 +14,16 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from face2anime.core.paths import CONTACT_SHEET, METRICS_DIR, RAW_DIR
 from face2anime.core.io import rel, save_csv, write_json
 from face2anime.core.params import Params, UserError
 
 SOURCES = ("synthetic", "ffhq", "animeface", "selfie2anime", "local")
-RAW_DIR = Path("data/raw")
-CONTACT_SHEET = Path("reports/contact_sheet.png")
 DOWNLOAD_CACHE = Path(".downloads")  # resumable partial downloads; not a DVC output
 
 
 def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONTACT_SHEET,
-             cache_dir: Path = DOWNLOAD_CACHE, metrics_path: Path = Path("metrics/download.json"),
+             cache_dir: Path = DOWNLOAD_CACHE, metrics_path: Path = METRICS_DIR / "download.json",
              progress: bool = True) -> pd.DataFrame:
     """Fill ``raw_dir`` from ``download.source`` and return the manifest it wrote.
 

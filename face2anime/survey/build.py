@@ -27,6 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
+from face2anime.core.paths import RESIZED_DIR, TRANSLATED_DIR
 from face2anime.core.io import rel, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.survey.items import (
@@ -112,8 +113,8 @@ def build_items(methods: list[str], faces: int, pairwise: bool, seed: int, sourc
     return key
 
 
-def run_survey_items(params: Params, data_dir: Path = Path("data/resized"),
-                     translated_root: Path = Path("data/translated"), out_dir: Path = ITEMS_DIR,
+def run_survey_items(params: Params, data_dir: Path = RESIZED_DIR,
+                     translated_root: Path = TRANSLATED_DIR, out_dir: Path = ITEMS_DIR,
                      key_file: Path = KEY_FILE) -> dict[str, Any]:
     from face2anime.data.images import read_manifest, rows
 

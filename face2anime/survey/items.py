@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from face2anime.core.paths import SURVEY_DIR
 from face2anime.core.params import UserError
 
-SURVEY_DIR = Path("data/survey")
 ITEMS_DIR = SURVEY_DIR / "items"
 KEY_FILE = SURVEY_DIR / "key.json"
 ITEMS_FILE = "items.json"

@@ -20,15 +20,13 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from face2anime.core.paths import SURVEY_JSON, SURVEY_MD, SURVEY_PNG
 from face2anime.core.io import atomic_path, rel, write_json, write_text
 from face2anime.core.params import Params, UserError
 from face2anime.survey.items import KEY_FILE, QUESTIONS
 from face2anime.survey.responses import RESPONSES_FILE, SAME, read_responses
 from face2anime.survey.stats import krippendorff_alpha, mean_ci, paired, sign_test_p
 
-SURVEY_JSON = Path("metrics/survey.json")
-SURVEY_MD = Path("reports/survey.md")
-SURVEY_PNG = Path("reports/survey.png")
 SIMULATED_PREFIX = "sim-"
 
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from face2anime.core.paths import RESPONSES_FILE
 from face2anime.core.params import UserError
 from face2anime.survey.items import QUESTIONS, TOKEN_RE, ItemSet
 
-RESPONSES_FILE = Path("inputs/survey/responses.csv")
 FIELDS = ["time", "rater", "item", *QUESTIONS, "better"]
 HEADER = ",".join(FIELDS) + "\n"
 RATER_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")

@@ -36,6 +36,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from face2anime.core.paths import CLASSIFIER_DIR, CYCLEGAN_DIR, METRICS_DIR, ONNX_DIR, RESPONSES_FILE, SURVEY_ITEMS
 from face2anime.core.params import UserError
 from face2anime.survey.items import ITEMS_FILE, TOKEN_RE, ItemSet
 from face2anime.survey.responses import (
@@ -59,14 +60,14 @@ SECURITY_HEADERS = {
 
 @dataclass
 class Settings:
-    items_dir: Path = Path("data/survey/items")
-    responses: Path = Path("inputs/survey/responses.csv")
-    cyclegan_dir: Path = Path("models/cyclegan")
-    classifier_dir: Path = Path("models/classifier")
+    items_dir: Path = SURVEY_ITEMS
+    responses: Path = RESPONSES_FILE
+    cyclegan_dir: Path = CYCLEGAN_DIR
+    classifier_dir: Path = CLASSIFIER_DIR
     params_file: Path = Path("params.yaml")
-    metrics_dir: Path = Path("metrics")
+    metrics_dir: Path = METRICS_DIR
     backend: str = "torch"                 # torch (checkpoints) | onnx (models/onnx, no PyTorch)
-    onnx_dir: Path = Path("models/onnx")
+    onnx_dir: Path = ONNX_DIR
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 64_000_000
 
