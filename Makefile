@@ -32,7 +32,7 @@ real: setup
 
 # The browser test (tests/test_browser.py) drives Debian's chromium through Playwright; no
 # browser build is ever downloaded. Installed here when missing (root + apt-get; about a
-# minute on a fresh machine). Without it the browser test is skipped, and fails under CI=true.
+# minute on a fresh machine). Without it the browser tests fail (FACE2ANIME_NO_BROWSER=1 skips them).
 CHROMIUM ?= /usr/bin/chromium
 browser:
 	@if [ ! -x "$(CHROMIUM)" ]; then \
@@ -42,8 +42,8 @@ browser:
 	       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >$${TMPDIR:-/tmp}/face2anime-apt.log 2>&1; then \
 	      echo "chromium installed in $$(( $$(date +%s) - start )) s"; \
 	    else tail -5 $${TMPDIR:-/tmp}/face2anime-apt.log 2>/dev/null; \
-	      echo "warning: apt-get could not install chromium: the browser test fails under CI=true"; fi; \
-	  else echo "warning: $(CHROMIUM) is missing and needs root + apt-get to install: the browser test fails under CI=true"; fi; \
+	      echo "warning: apt-get could not install chromium: the browser tests will fail (FACE2ANIME_NO_BROWSER=1 skips them)"; fi; \
+	  else echo "warning: $(CHROMIUM) is missing and needs root + apt-get to install: the browser tests will fail (FACE2ANIME_NO_BROWSER=1 skips them)"; fi; \
 	fi
 
 # one pytest-xdist worker per core (JOBS=0: no workers, in-process); tests balance by work stealing.

@@ -102,7 +102,9 @@ def test_same_weights_give_the_same_file(tmp_path: Path) -> None:
 def test_device_choice() -> None:
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():
+        assert pick_device("cuda").type == "cuda" and pick_device("cuda:0").index == 0
+    else:
         with pytest.raises(UserError, match="CUDA is not available"):
             pick_device("cuda")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -33,7 +34,8 @@ _FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 def fingerprint() -> dict[str, Any]:
     """What produced a result, so that a different number can be told from a different machine:
     CPU model and kernel-relevant flags, cores, OS, Python, and (when the process uses it)
-    torch's version, intra-op threads and CUDA device."""
+    torch's and oneDNN's versions, the ISA torch's CPU kernels use, intra-op threads and the
+    CUDA device. (Precision and device are in each training stage's own metrics.)"""
     cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -51,6 +53,9 @@ def fingerprint() -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch"] = torch.__version__
+        m = re.search(r"(?:MKL-DNN|oneDNN) v([\d.]+)", torch.__config__.show())
+        out["onednn"] = m.group(1) if m else None     # the CPU kernels (their sums depend on it)
+        out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()   # the ISA torch's kernels use
         out["threads"] = torch.get_num_threads()
         out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return out
