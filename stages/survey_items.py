@@ -5,10 +5,10 @@ from pathlib import Path
 
 import typer
 
-from face2anime.core.runtime import load_torch_params
+from face2anime.core.params import load_params
 from face2anime.survey.build import run_survey_items
 
 
 def main(params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
     """Copy N held-out faces and their translations by every method under blind ids."""
-    run_survey_items(load_torch_params(params))
+    run_survey_items(load_params(params))

@@ -16,6 +16,51 @@ from face2anime.core.params import TRACE_ENV
 DVC = str(BIN / "dvc")
 
 
+GOLDEN = Path(__file__).parent / "golden" / "e2e_metrics.json"
+#: what decides the numbers of a run with pinned threads (the fingerprint's stable part)
+GOLDEN_MACHINE = ("cpu", "cpu_flags", "torch", "onednn", "cpu_capability", "threads")
+#: key metrics of the tiny run: file -> dotted keys
+GOLDEN_KEYS = {
+    "metrics/classifier.json": ["test_accuracy"],
+    "metrics/select.json": ["selected"],
+    "metrics/eval/baseline.json": ["char_rate", "edge_ssim", "cycle_l1", "kid_judge.mean"],
+    "metrics/eval/proposed.json": ["char_rate", "edge_ssim", "cycle_l1", "kid_judge.mean"],
+    "metrics/compare.json": ["edge_ssim.delta", "cycle_l1.delta"],
+}
+
+
+def key_metrics(project: Path) -> dict[str, float]:
+    out = {}
+    for f, keys in GOLDEN_KEYS.items():
+        data = json.loads((project / f).read_text())
+        for k in keys:
+            v = data
+            for part in k.split("."):
+                v = v[part]
+            out[f"{f}:{k}"] = v
+    return out
+
+
+def check_golden(project: Path) -> None:
+    """On the fingerprint the golden numbers were made on, the tiny run gives them exactly (the
+    same params and machine give the same metrics); elsewhere only that every key exists and is
+    finite. FACE2ANIME_WRITE_GOLDEN=1 rewrites the file from this run."""
+    import math
+    import os
+
+    machine = json.loads((project / "metrics/stages/train_cyclegan@proposed.json").read_text())["machine"]
+    here = {k: machine.get(k) for k in GOLDEN_MACHINE}
+    got = key_metrics(project)
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in got.values()), got
+    if os.environ.get("FACE2ANIME_WRITE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps({"machine": here, "values": got}, indent=1) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert set(golden["values"]) == set(got)
+    if golden["machine"] == here:
+        assert got == golden["values"], {k: (got[k], golden["values"][k]) for k in got if got[k] != golden["values"][k]}
+
+
 def stages_run(out: str) -> set[str]:
     """Stage names that `dvc repro`/`dvc exp run` actually executed (not skipped)."""
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
@@ -70,6 +115,7 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     # and every file it opened is a declared dep (or its own out), and every data dep is read
     assert check_param_trace(trace, project) == {}
     assert check_file_trace(trace, project) == {}
+    check_golden(project)
 
     # every stage recorded its wall time, CPU time and peak memory (and images/s where it counts images)
     for name in ran:

@@ -704,3 +704,12 @@ def test_onnx_export_matches_pytorch_and_converts_without_torch(dataset: dict[st
     assert res.returncode == 0, res.stderr[-2000:]
     status, body = res.stdout.strip().split(" ", 1)
     assert status == "200" and sorted(json.loads(body)["methods"]) == ["baseline", "proposed"], res.stdout
+
+
+def test_a_bad_override_value_names_the_method_that_set_it() -> None:
+    p = _params()
+    p.data["cyclegan"]["methods"]["proposed"]["train"] = {"ema": 2.0}
+    with pytest.raises(UserError, match=r"cyclegan.methods.proposed.train over cyclegan.train\): "
+                                        r"param 'cyclegan.train.ema': input should be less than or equal to 0.9999"):
+        gcfg.read_config("proposed", p)
+    assert gcfg.read_config("baseline", p).ema == 0.9     # the other method is untouched

@@ -105,7 +105,8 @@ def pipeline_step(size: int, batch_size: int, attention: bool, device: torch.dev
     from face2anime.gan.model import CycleGAN
 
     tc = replace(base, method="bench", subset="random", attention=attention, seed=0, max_images=1,
-                 batch_size=batch_size, epochs=1, steps_per_epoch=10 ** 6, lr_decay_epochs=0, **cfg)
+                 batch_size=batch_size, epochs=1, steps_per_epoch=10 ** 6, lr_decay_epochs=0, d_cam="source",
+                 diffaug="", **cfg)
     model = CycleGAN(tc, device, notify=lambda m: Console(stderr=True).print(f"bench: {m}", markup=False))
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1).to(device)
@@ -291,7 +292,7 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
          steps: int = typer.Option(20, help="steps per timing round, quick profile"),
          paper_steps: int = typer.Option(2, help="steps per timing round, paper profile"),
          rounds: int = typer.Option(3, help="interleaved timing rounds (the best counts)"),
-         threads: int = typer.Option(None, help="override the threads param"),
+         threads: int = typer.Option(None, min=1, help="override the threads param"),
          fast: bool = typer.Option(True, help="also time the pipeline with the fast options on"),
          synthetic: bool = typer.Option(True, help="also time synthetic data generation"),
          json_out: Path = typer.Option(None, "--json", help="also write the results here")) -> None:

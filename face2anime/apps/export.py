@@ -38,7 +38,8 @@ def export_all(methods: list[str], params_file: Path = Path("params.yaml"), cycl
     from face2anime.gan.onnx_export import export_method, max_difference
 
     params = load_params(params_file)
-    trained = sorted(p.parent.name for p in Path(cyclegan_dir).glob("*/config.json"))
+    trained = sorted(p.parent.name for p in Path(cyclegan_dir).glob("*/config.json")
+                   if not p.parent.name.startswith("."))   # not a half-swapped .M.incoming / .M.old
     methods = methods or trained
     if not methods:
         raise UserError(f"no trained models under {cyclegan_dir}: run `dvc repro` first")

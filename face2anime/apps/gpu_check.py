@@ -65,7 +65,7 @@ def train_steps(device: torch.device, train: Any, steps: int, size: int, ngf: in
                             threads=torch.get_num_threads(),
                             share=1.0, precision="auto", ngf=ngf, ndf=ndf, n_res=n_res, epochs=1,
                             steps_per_epoch=steps + 1, lr_decay_epochs=0, batch_size=batch_size, ema=0.999,
-                            compile=False, nproc=1, snapshot="last", diffaug="", val_every=0)
+                            compile=False, nproc=1, snapshot="last", diffaug="", val_every=0, d_cam="source")
     model = CycleGAN(cfg, device)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch_size, 3, size, size, generator=gen) * 2 - 1).to(device)

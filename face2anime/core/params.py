@@ -98,15 +98,16 @@ class Params:
         self.data = data
         self.source = source
 
-    def section(self, key: str, data: dict[str, Any] | None = None) -> Any:
+    def section(self, key: str, data: dict[str, Any] | None = None, source: str | None = None) -> Any:
         """The typed, validated section at dotted ``key`` (``'cyclegan.train'`` ->
         :class:`~face2anime.core.schema.Train`); its attribute reads are traced. ``data``
-        replaces the section's values (e.g. with a method's overrides merged in)."""
+        replaces the section's values (e.g. with a method's overrides merged in); ``source``
+        words where they came from in an error (default: the params file)."""
         model = schema.model_at(key)
         if model is None:
             raise KeyError(f"no schema section {key!r}")
         value = self.raw_untraced(key) if data is None else data
-        return schema.traced(validate(model, value, self.source, key + "."), key)
+        return schema.traced(validate(model, value, source or self.source, key + "."), key)
 
     def raw_untraced(self, key: str) -> Any:
         node: Any = self.data

@@ -117,7 +117,7 @@ class Download(Section):
     urls: dict[str, Union[str, dict[str, Any]]] = doc(
         "overrides of face2anime/sources/registry.py: {key: url} or {key: {url, sha256, md5, size}}")
     retries: int = doc("download retries per file", ge=0, le=100)
-    timeout: int = doc("seconds before a stalled download is retried", ge=1, le=3600)
+    timeout: float = doc("seconds before a stalled download is retried", ge=1, le=3600)
     backoff: float = doc("seconds of the first retry's wait (doubling after)", ge=0, le=600)
     max_entries: Positive = doc("an archive with more members than this is refused (zip bombs)")
     max_extract_bytes: Positive = doc("an archive that would extract to more bytes than this is refused")

@@ -1,7 +1,7 @@
 """Evaluation's ceiling: the ideal translation, where the data can render it.
 
 On the built-in synthetic data every test human has a known character counterpart (the same
-attributes, hard kind, pose and colours: :func:`face2anime.data.synthetic.render_counterpart`).
+attributes, hard kind, pose and colours: :func:`face2anime.data.synthetic.render.render_counterpart`).
 ``evaluate`` scores those images exactly like a method's translations (``ceiling`` in
 ``metrics/eval/METHOD.json``) and reports the method's headline metrics as a fraction of
 them (:func:`of_ceiling`). On other data there is no ceiling (None).

@@ -186,7 +186,8 @@ def read_config(method: str, params: Params) -> TrainConfig:
     if unknown:
         raise UserError(f"{where}.train: {', '.join(unknown)} not in cyclegan.train "
                         f"(known: {', '.join(Train.model_fields)})")
-    train = params.section("cyclegan.train", {**base, **over} if over else None)
+    train = params.section("cyclegan.train", {**base, **over} if over else None,
+                           f"{params.source} (cyclegan.methods.{method}.train over cyclegan.train)" if over else None)
     try:
         diffaug = ",".join(parse_policy(train.diffaug))
     except ValueError as e:

@@ -81,7 +81,8 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]
 
 def model_methods(cyclegan_dir: Path, order: list[str] | None = None) -> list[str]:
     """Trained methods under ``cyclegan_dir`` (those with a config.json), in params order where known."""
-    found = sorted(p.parent.name for p in Path(cyclegan_dir).glob("*/config.json"))
+    found = sorted(p.parent.name for p in Path(cyclegan_dir).glob("*/config.json")
+                   if not p.parent.name.startswith("."))   # not a half-swapped .M.incoming / .M.old
     first = [m for m in (order or []) if m in found]
     return first + [m for m in found if m not in first]
 
