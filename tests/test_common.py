@@ -202,3 +202,54 @@ def test_rss_check_reads_a_childs_peak_without_blocking_on_its_output(capsys: py
                              Path("."))
     assert rc == 3 and rss > 1
     assert capsys.readouterr().err.endswith("x" * 100)
+
+
+def _fsync_log(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths os.fsync is called on, in order."""
+    import os
+
+    synced: list[str] = []
+    real_fsync, real_open = os.fsync, os.open
+    names: dict[int, str] = {}
+
+    def opening(path, flags, *a, **kw):
+        fd = real_open(path, flags, *a, **kw)
+        names[fd] = os.fspath(path)
+        return fd
+
+    def fsync(fd: int) -> None:
+        synced.append(names.get(fd, "?"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", opening)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_atomic_write_flushes_the_file_then_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durable: the new file's data reaches the disk before the rename, the rename after it."""
+    import json
+
+    synced = _fsync_log(monkeypatch)
+    write_json(tmp_path / "sub" / "m.json", {"a": 1})
+    assert len(synced) == 2 and synced[0].endswith(".tmp.json") and synced[1] == str(tmp_path / "sub")
+    assert json.loads((tmp_path / "sub" / "m.json").read_text()) == {"a": 1}
+
+
+def test_replace_dir_swaps_a_whole_folder_durably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from face2anime.core.io import replace_dir, staging_dir
+
+    dest = tmp_path / "models" / "m"
+    dest.mkdir(parents=True)
+    (dest / "old.pt").write_text("old")
+    staging = staging_dir(dest)
+    (staging / "samples").mkdir()
+    (staging / "G.pt").write_text("new")
+    (staging / "samples" / "e1.png").write_text("png")
+    synced = _fsync_log(monkeypatch)
+    replace_dir(staging, dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == ["G.pt", "samples", "samples/e1.png"]
+    assert not staging.exists() and not dest.with_name(".m.old").exists()   # no leftovers, old files gone
+    # every new file and folder was flushed before the swap, the parent after it
+    assert {str(staging / "G.pt"), str(staging / "samples" / "e1.png"), str(staging)} <= set(synced)
+    assert synced[-1] == str(dest.parent)

@@ -713,3 +713,19 @@ def test_a_bad_override_value_names_the_method_that_set_it() -> None:
                                         r"param 'cyclegan.train.ema': input should be less than or equal to 0.9999"):
         gcfg.read_config("proposed", p)
     assert gcfg.read_config("baseline", p).ema == 0.9     # the other method is untouched
+
+
+def test_under_ddp_a_compiler_error_stops_every_rank_instead_of_falling_back() -> None:
+    from torch._dynamo.exc import TorchDynamoException
+
+    cfg = train_config(attention=True, ngf=4, ndf=4, n_res=1, epochs=1, steps_per_epoch=3, compile=True)
+    model = gmodel.CycleGAN(cfg, torch.device("cpu"), notify=lambda m: None)
+    model.g_fn.fallback = model.d_fn.fallback = False      # what distribute() sets for several ranks
+
+    def broken(*args):
+        raise TorchDynamoException("simulated compiler failure")
+
+    model.g_fn.compiled = broken
+    x, y, c = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 1, 8, 8)
+    with pytest.raises(UserError, match=r"under DDP .* set cyclegan.train.compile: false"):
+        model.step(x, y, c, c)

@@ -20,9 +20,21 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk. A file is opened for writing,
+    so that the DVC-dependency test's file trace (which records reads) does not see a read."""
+    fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_WRONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; on success flush it to disk (fsync), rename it
+    onto ``path`` and fsync the folder, so that after a crash or power loss ``path`` holds
+    either the old or the complete new file, never a truncated one."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
@@ -31,7 +43,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, dest)
+        _fsync(dest.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -47,15 +61,20 @@ def staging_dir(dest: str | os.PathLike) -> Path:
 
 
 def replace_dir(staging: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Put the complete folder ``staging`` at ``dest`` as a unit: the old ``dest`` is renamed
-    aside, ``staging`` renamed into place, then the old one deleted. ``dest`` never holds a
-    mix of old and new files, nor a partly written one."""
+    """Put the complete folder ``staging`` at ``dest`` as a unit: its contents are flushed to
+    disk, the old ``dest`` is renamed aside, ``staging`` renamed into place (and the parent
+    flushed), then the old one deleted. ``dest`` never holds a mix of old and new files, nor a
+    partly written one."""
     staging, dest = Path(staging), Path(dest)
+    for sub in sorted(staging.rglob("*"), reverse=True):   # its files and folders reach the disk first
+        _fsync(sub)
+    _fsync(staging)
     old = dest.with_name(f".{dest.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():
         dest.rename(old)
     staging.rename(dest)
+    _fsync(dest.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

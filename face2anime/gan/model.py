@@ -129,6 +129,9 @@ class CycleGAN:
         """Several processes: DDP over each phase (G's loss for the generators, D's for the
         discriminators); call after loading a checkpoint (DDP starts from rank 0's weights)."""
         if world.distributed:
+            # a rank that fell back to eager alone would desynchronise DDP's collectives: under
+            # DDP a compiler error stops every rank instead (they all compile the same graph)
+            self.g_fn.fallback = self.d_fn.fallback = False
             self._ddp = {self.g_fn: distributed.wrap({"G_XY": self.G_XY, "G_YX": self.G_YX}, self.g_fn, self.device),
                          self.d_fn: distributed.wrap({"D_X": self.D_X, "D_Y": self.D_Y}, self.d_fn, self.device)}
 

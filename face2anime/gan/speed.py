@@ -81,6 +81,7 @@ class Compiled:
         self.calls = 0
         self.seconds = 0.0
         self.error: str | None = None
+        self.fallback = True    # False under DDP: every rank must take the same path
 
     @property
     def mode(self) -> str:
@@ -93,6 +94,10 @@ class Compiled:
             raise UserError(f"{self.name}: {OOM_HINT}") from err
         if self.compiled is None or not is_compiler_error(err):
             raise err
+        if not self.fallback:
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"torch.compile failed for {self.name} under DDP ({msg[:200]}); no rank falls back "
+                            "alone (their collectives would desynchronise): set cyclegan.train.compile: false") from err
         msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
         self.error = f"{type(err).__name__}: {msg}"[:300]
         self.notify(f"torch.compile failed for {self.name} ({self.error}); continuing in eager mode")
