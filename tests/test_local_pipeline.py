@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import BIN, run
 from faceutil import group_photo
+from goldenutil import check_golden
 from PIL import Image
 
 from face2anime.data.synthetic.render import render_one
@@ -66,6 +67,10 @@ def test_local_folders_run_the_whole_chain(project: Path, tmp_path: Path) -> Non
         assert 0 <= ev["char_rate"] <= 1 and ev["edge_ssim"] is not None and ev["kid_judge"]["mean"] is not None
     resized = json.loads((project / "metrics/resize.json").read_text())
     assert resized["written"]["human"]["test"] == 6
+    check_golden(project, "e2e_local_metrics.json", {
+        "metrics/classifier.json": ["test_accuracy"], "metrics/select.json": ["selected"],
+        "metrics/eval/baseline.json": ["char_rate", "edge_ssim", "cycle_l1/human"],
+        "metrics/eval/proposed.json": ["char_rate", "edge_ssim", "cycle_l1/human"]})
 
     # convert a user photo with the trained model (already a face crop -> --no-detect)
     photo = tmp_path / "me.jpg"

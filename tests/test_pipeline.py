@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import BIN, run
+from goldenutil import check_golden
 from test_dvc_deps import check_file_trace, check_param_trace
 
 from face2anime.core.params import TRACE_ENV
@@ -16,9 +17,6 @@ from face2anime.core.params import TRACE_ENV
 DVC = str(BIN / "dvc")
 
 
-GOLDEN = Path(__file__).parent / "golden" / "e2e_metrics.json"
-#: what decides the numbers of a run with pinned threads (the fingerprint's stable part)
-GOLDEN_MACHINE = ("cpu", "cpu_flags", "torch", "onednn", "cpu_capability", "threads")
 #: key metrics of the tiny run: file -> keys (``/`` steps into a mapping)
 GOLDEN_KEYS = {
     "metrics/classifier.json": ["test_accuracy"],
@@ -27,38 +25,6 @@ GOLDEN_KEYS = {
     "metrics/eval/proposed.json": ["char_rate", "edge_ssim", "cycle_l1/human", "kid_judge/mean"],
     "metrics/compare.json": ["edge_ssim/delta", "cycle_l1.human/delta"],
 }
-
-
-def key_metrics(project: Path) -> dict[str, float]:
-    out = {}
-    for f, keys in GOLDEN_KEYS.items():
-        data = json.loads((project / f).read_text())
-        for k in keys:
-            v = data
-            for part in k.split("/"):
-                v = v[part]
-            out[f"{f}:{k}"] = v
-    return out
-
-
-def check_golden(project: Path) -> None:
-    """On the fingerprint the golden numbers were made on, the tiny run gives them exactly (the
-    same params and machine give the same metrics); elsewhere only that every key exists and is
-    finite. FACE2ANIME_WRITE_GOLDEN=1 rewrites the file from this run."""
-    import math
-    import os
-
-    machine = json.loads((project / "metrics/stages/train_cyclegan@proposed.json").read_text())["machine"]
-    here = {k: machine.get(k) for k in GOLDEN_MACHINE}
-    got = key_metrics(project)
-    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in got.values()), got
-    if os.environ.get("FACE2ANIME_WRITE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps({"machine": here, "values": got}, indent=1) + "\n")
-    golden = json.loads(GOLDEN.read_text())
-    assert set(golden["values"]) == set(got)
-    if golden["machine"] == here:
-        assert got == golden["values"], {k: (got[k], golden["values"][k]) for k in got if got[k] != golden["values"][k]}
 
 
 def stages_run(out: str) -> set[str]:
@@ -115,7 +81,7 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     # and every file it opened is a declared dep (or its own out), and every data dep is read
     assert check_param_trace(trace, project) == {}
     assert check_file_trace(trace, project) == {}
-    check_golden(project)
+    check_golden(project, "e2e_metrics.json", GOLDEN_KEYS)
 
     # every stage recorded its wall time, CPU time and peak memory (and images/s where it counts images)
     for name in ran:
