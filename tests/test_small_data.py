@@ -6,7 +6,7 @@ augmentation the discriminators memorise the 16 photos (patch accuracy > 0.9) an
 translations lose ground: the validation realism stalls above its best and the translations of
 different faces converge (diversity falls), which the collapse detector flags. With DiffAugment
 (colour, translation, cutout) D stays near 0.7 and the translations keep improving. About 35 s
-on one busy core (fp32, so any CPU gives the same numbers).
+on one busy core (fp32, one thread: the same numbers on the same CPU and torch).
 """
 from __future__ import annotations
 
