@@ -247,6 +247,25 @@ def test_contact_sheet_matches_hair_colour(dataset: tuple[Path, pd.DataFrame]) -
     assert checked >= 4, "the fixture must exercise the hair-colour match"
 
 
-def test_bench_runs(capsys: pytest.CaptureFixture) -> None:
+def test_bench_runs(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rate is images over wall time (a clock that says 2 s for 4 images gives 2 images/s),
+    of images really written (the generator is called for n images, half per domain)."""
+    import time
+
+    from face2anime.data.synthetic import bench as bench_mod
+
+    calls = []
+    real_generate = bench_mod.generate
+
+    def counting(out, n_human, n_character, *a, **kw):
+        calls.append((n_human, n_character))
+        m = real_generate(out, n_human, n_character, *a, **kw)
+        assert len(list(Path(out).rglob("*.png"))) == n_human + n_character
+        return m
+
+    ticks = iter([100.0, 102.0])
+    monkeypatch.setattr(bench_mod, "generate", counting)
+    monkeypatch.setattr(time, "perf_counter", lambda: next(ticks))
     rate = bench(n=4, size=32)
-    assert rate > 0 and "images/s" in capsys.readouterr().out
+    assert rate == 2.0 and calls == [(2, 2)]
+    assert "4 images at 32px in 2.00 s = 2 images/s" in capsys.readouterr().out

@@ -508,6 +508,29 @@ def test_diffaug_changes_training_and_is_validated(dataset: dict[str, Path], tmp
         gcfg.read_config("baseline", _params(diffaug="blur"))
 
 
+def test_snapshot_best_saves_the_generators_of_the_best_step(dataset: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the validation score made lowest at step 4 (of 9), the saved generators are step 4's:
+    they differ from the same run's last-step generators, while the discriminators are the last
+    step's either way."""
+    real_validate, calls = tc.validate, []
+
+    def scored(*args, **kw):
+        m = real_validate(*args, **kw)
+        calls.append(1)
+        return {**m, "score": -1.0 if len(calls) == 2 else m["score"]}   # the 2nd validation: step 4
+
+    monkeypatch.setattr(tc, "validate", scored)
+    s = _run("baseline", dataset, tmp_path / "best", _params(snapshot="best", val_every=2))
+    monkeypatch.setattr(tc, "validate", real_validate)
+    last = _run("baseline", dataset, tmp_path / "last", _params(snapshot="last", val_every=2))
+    assert s["val_best_step"] == 4 and last["steps"] == 9
+    assert json.loads((tmp_path / "best" / "model" / "config.json").read_text())["snapshot_step"] == 4
+    best_w, last_w = _weights(tmp_path / "best" / "model"), _weights(tmp_path / "last" / "model")
+    assert not all(torch.equal(best_w["G_XY"][k], last_w["G_XY"][k]) for k in best_w["G_XY"])
+    assert all(torch.equal(best_w["D_X"][k], last_w["D_X"][k]) for k in best_w["D_X"])
+
+
 def test_snapshot_best_saves_the_best_validated_generators(dataset: dict[str, Path], tmp_path: Path) -> None:
     s = _run("baseline", dataset, tmp_path, _params(snapshot="best", val_every=2))
     cfg = json.loads((tmp_path / "model" / "config.json").read_text())
