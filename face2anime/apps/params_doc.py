@@ -82,6 +82,13 @@ def _rows(model: type[BaseModel], values: Any, prefix: str) -> tuple[list[str], 
     for name, field in model.model_fields.items():
         ann = field.annotation
         value = values.get(name) if isinstance(values, dict) else None
+        if typing.get_origin(ann) is typing.Union:       # Optional[Section]: described below it
+            inner = [a for a in typing.get_args(ann) if a is not type(None)]
+            if len(inner) == 1 and isinstance(inner[0], type) and issubclass(inner[0], Section):
+                rows.append(f"| `{prefix}{name}` | {_cell(_value(value))} | mapping (optional, below) | "
+                            f"{_cell(field.description or '')} |")
+                nested.append((f"{prefix}{name}", inner[0], value))
+                continue
         if isinstance(ann, type) and issubclass(ann, Section):
             nested.append((f"{prefix}{name}", ann, value))
             continue
@@ -92,7 +99,7 @@ def _rows(model: type[BaseModel], values: Any, prefix: str) -> tuple[list[str], 
             rows.append(f"| `{prefix}{name}` | {', '.join(f'`{k}`' for k in (value or {}))} | mapping of "
                         f"entries (below) | {field.description or ''} |")
             continue
-        optional = "" if field.is_required() else " (optional)"
+        optional = "" if field.is_required() or "optional" in (field.description or "") else " (optional)"
         rows.append(f"| `{prefix}{name}` | {_cell(_value(value))} | {_cell(_type(field) + optional)} | "
                     f"{_cell(field.description or '')} |")
     return rows, nested
