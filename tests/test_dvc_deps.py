@@ -293,3 +293,38 @@ def test_file_check_flags_an_undeclared_read() -> None:
                outs=[NS(def_path="models/m")])
     opened = ["data/resized/manifest.csv", "models/m/ckpt.pt", "models/classifier/classifier.pt", "params.yaml"]
     assert undeclared_files(opened, stage) == ["models/classifier/classifier.pt"]
+
+
+def test_bytecode_caches_are_not_part_of_any_dep_hash(tmp_path: Path) -> None:
+    """`face2anime/core` is a folder dep: DVC hashes every file under it. Python's bytecode
+    caches embed the source mtime, so if DVC hashed them every stage would be stale in a fresh
+    clone (measured once: a clean clone's `make repro` changed `face2anime/core`'s hash in 15
+    stages). They are in .dvcignore; a stray .pyc must leave the folder's hash as it is."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        for rel in ("face2anime/core/__pycache__/io.cpython-311.pyc", "face2anime/gan/__pycache__/x.pyc",
+                    "face2anime/core/stray.pyc"):
+            assert repo.dvcignore.is_ignored(repo.fs, str(ROOT / rel)), rel
+        assert not repo.dvcignore.is_ignored(repo.fs, str(ROOT / "face2anime/core/io.py"))
+    # the real thing on a copy: a folder dep's hash with and without a bytecode cache
+    import subprocess
+
+    from dvc.dependency import loads_from
+    from dvc.stage import Stage
+
+    proj = tmp_path / "p"
+    shutil.copytree(ROOT / "face2anime" / "core", proj / "core", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".dvcignore", proj / ".dvcignore")
+    subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
+    Repo.init(str(proj))
+    with Repo(str(proj)) as repo:
+        stage = Stage(repo, path=str(proj / "dvc.yaml"), cmd="true")
+        before = loads_from(stage, [str(proj / "core")])[0].get_hash().value
+        (proj / "core" / "__pycache__").mkdir()
+        (proj / "core" / "__pycache__" / "io.cpython-311.pyc").write_bytes(b"bytecode")
+        assert loads_from(stage, [str(proj / "core")])[0].get_hash().value == before
+        (proj / "core" / "new.py").write_text("x = 1\n")              # a real change does move it
+        assert loads_from(stage, [str(proj / "core")])[0].get_hash().value != before
