@@ -49,7 +49,7 @@ def test_paired_comparison_verdicts() -> None:
     # subgroups come from the same rows: clean (even ids) were characters for both methods
     assert t["char_rate_by_kind.clean.char_rate"]["delta"] == 1.0 and t["char_rate_by_kind.clean.char_rate"]["n"] == n // 2
     assert t["char_rate_by_kind.hard.char_rate"]["delta"] == 0.0
-    assert t["train_seconds"]["verdict"] == "not tested: no per-image values"
+    assert "train_seconds" not in t          # timings are not compared: they are not reproducible
     # the same data with char_rate flagged invalid by evaluate: no winner named
     t = paired_comparison([_run({"baseline": base, "proposed": prop}, valid={"char_rate": False})],
                           "baseline", "proposed", n_boot=500, n_perm=500)
