@@ -40,11 +40,20 @@ def stale_stages(project: Path) -> set[str]:
 
 @pytest.mark.e2e
 def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_path: Path) -> None:
+    # a third method, the variant whose discriminator takes each image's own CAM (d_cam: self):
+    # its training reads the guiding classifier, so the traces check that path's deps too
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    methods = params["cyclegan"]["methods"]
+    methods["dcam_self"] = {**methods["proposed"], "train": {"d_cam": "self"},
+                            "inputs": {**methods["proposed"]["inputs"],
+                                       "classifier_config": "models/classifier/classifier.json"}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "commit", "-qam", "the d_cam: self variant"], project)
     trace = tmp_path / "param-trace.jsonl"
     res = run([DVC, "repro"], project, env={TRACE_ENV: str(trace)})
     ran = stages_run(res.stdout)
     assert {"download", "resize", "train_classifier", "cam", "select", "train_attributes",
-            "train_cyclegan@baseline", "train_cyclegan@proposed", "translate@baseline",
+            "train_cyclegan@baseline", "train_cyclegan@proposed", "train_cyclegan@dcam_self", "translate@baseline",
             "translate@proposed", "evaluate@baseline", "evaluate@proposed", "compare"} <= ran, res.stdout
 
     for f in ["data/raw/manifest.csv", "data/resized/manifest.csv", "metrics/resize.json",
@@ -105,12 +114,12 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
     code = lib.read_text()
     assert "def attr_preservation(" in code
     lib.write_text(code.replace("def attr_preservation(", "def attr_preservation(  # edited\n", 1))
-    assert stale_stages(project) == {"evaluate@baseline", "evaluate@proposed"}
+    assert stale_stages(project) == {"evaluate@baseline", "evaluate@proposed", "evaluate@dcam_self"}
     lib.write_text(code)
     params = (project / "params.yaml").read_text()
     (project / "params.yaml").write_text(params.replace("precision: auto", "precision: fp32", 1))
     assert stale_stages(project) == {"train_classifier", "train_attributes", "train_cyclegan@baseline",
-                                     "train_cyclegan@proposed"}
+                                     "train_cyclegan@proposed", "train_cyclegan@dcam_self"}
     (project / "params.yaml").write_text(params)
 
     # commit the results and share them through a DVC remote (a local folder here; S3/SSH the

@@ -544,17 +544,24 @@ def test_snapshot_best_saves_the_best_validated_generators(dataset: dict[str, Pa
 
 
 def test_d_cam_self_needs_the_classifier_declared() -> None:
+    nothing = "data/resized/manifest.csv"
     p = _params(d_cam="self")
     p.data["cyclegan"]["methods"]["proposed"]["inputs"] = {"subset": "data/select/selected.csv", "cams": "data/cam",
-                                                           "classifier": "data/resized/manifest.csv"}
-    with pytest.raises(UserError, match="inputs.classifier"):
+                                                           "classifier": nothing, "classifier_config": nothing}
+    with pytest.raises(UserError, match="inputs.classifier "):
         gcfg.read_config("proposed", p)
     p.data["cyclegan"]["methods"]["proposed"]["inputs"]["classifier"] = gcfg.CLASSIFIER_INPUT
+    with pytest.raises(UserError, match="inputs.classifier_config"):      # it opens the config too
+        gcfg.read_config("proposed", p)
+    p.data["cyclegan"]["methods"]["proposed"]["inputs"]["classifier_config"] = gcfg.CLASSIFIER_CONFIG_INPUT
     assert gcfg.read_config("proposed", p).d_cam == "self"
-    p.data["cyclegan"]["methods"]["baseline"]["inputs"] = {"subset": "data/resized/manifest.csv",
-                                                           "cams": "data/resized/manifest.csv",
-                                                           "classifier": gcfg.CLASSIFIER_INPUT}
+    p.data["cyclegan"]["methods"]["baseline"]["inputs"] = {"subset": nothing, "cams": nothing,
+                                                           "classifier": gcfg.CLASSIFIER_INPUT, "classifier_config": nothing}
     with pytest.raises(UserError, match="never reads"):
+        gcfg.read_config("baseline", p)
+    p.data["cyclegan"]["methods"]["baseline"]["inputs"]["classifier"] = nothing
+    p.data["cyclegan"]["methods"]["baseline"]["inputs"]["classifier_config"] = gcfg.CLASSIFIER_CONFIG_INPUT
+    with pytest.raises(UserError, match="never reads .*classifier.json"):
         gcfg.read_config("baseline", p)
 
 

@@ -220,7 +220,8 @@ class Train(Section):
 class MethodInputs(Section):
     subset: str = doc("the file the human subset comes from (DVC dep)")
     cams: str = doc("the CAMs the method reads (DVC dep)")
-    classifier: str = doc("the guiding classifier, when read (DVC dep)")
+    classifier: str = doc("the guiding classifier's weights, when read (DVC dep)")
+    classifier_config: str = doc("the guiding classifier's config, when training reads it (d_cam: self; DVC dep)")
 
 
 class Method(Section):

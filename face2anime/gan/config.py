@@ -139,8 +139,10 @@ def check_inputs(method: str, entry: Method, where: str) -> None:
                         f"set inputs.cams to data/resized/manifest.csv")
 
 
-#: what an attention method with ``d_cam: self`` reads (the guiding classifier); its DVC dep
+#: what an attention method with ``d_cam: self`` reads in training (the guiding classifier's
+#: weights and its config); their DVC deps
 CLASSIFIER_INPUT = "models/classifier/classifier.pt"
+CLASSIFIER_CONFIG_INPUT = "models/classifier/classifier.json"
 
 
 def check_classifier_input(cfg: TrainConfig, entry: Method, where: str) -> None:
@@ -148,9 +150,16 @@ def check_classifier_input(cfg: TrainConfig, entry: Method, where: str) -> None:
     (a DVC dep) must name it; a method without attention must not (needless re-runs)."""
     if entry.inputs is None:
         return
-    declared = entry.inputs.classifier
+    declared, config = entry.inputs.classifier, entry.inputs.classifier_config
     if cfg.attention and cfg.d_cam == "self" and declared != CLASSIFIER_INPUT:
         raise UserError(f"{where}: cyclegan.train.d_cam: self reads {CLASSIFIER_INPUT}; set inputs.classifier to it")
+    reads_config = cfg.attention and cfg.d_cam == "self"
+    if reads_config and config != CLASSIFIER_CONFIG_INPUT:
+        raise UserError(f"{where}: cyclegan.train.d_cam: self reads {CLASSIFIER_CONFIG_INPUT}; set "
+                        f"inputs.classifier_config to it")
+    if not reads_config and config == CLASSIFIER_CONFIG_INPUT:
+        raise UserError(f"{where}: training never reads {CLASSIFIER_CONFIG_INPUT} without d_cam: self; set "
+                        f"inputs.classifier_config to data/resized/manifest.csv")
     if not cfg.attention and declared == CLASSIFIER_INPUT:
         raise UserError(f"{where}: a method without attention never reads {CLASSIFIER_INPUT}; set "
                         f"inputs.classifier to data/resized/manifest.csv")
