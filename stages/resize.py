@@ -6,9 +6,10 @@ from pathlib import Path
 import typer
 
 from face2anime.core.params import load_params
+from face2anime.core.paths import RAW_DIR, RESIZED_DIR, RESIZE_METRICS
 from face2anime.core.timing import count_images
 from face2anime.data.align import AlignConfig
-from face2anime.data.resize import CROPS, METRICS_PATH, OUT_DIR, RAW_DIR, resize_dataset
+from face2anime.data.resize import CROPS, resize_dataset
 
 
 def main(params: Path = typer.Option(Path("params.yaml"), help="params file (keys: seed, resize.*)")) -> None:
@@ -20,5 +21,5 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (key
     crop = p.str("resize.crop", choices=CROPS)
     max_pixels = p.int("resize.max_pixels", default=100_000_000, lo=1)
     align = AlignConfig.from_params(p) if crop == "align" else None
-    count_images(len(resize_dataset(RAW_DIR, OUT_DIR, METRICS_PATH, size=size, test_count=test_count, crop=crop,
+    count_images(len(resize_dataset(RAW_DIR, RESIZED_DIR, RESIZE_METRICS, size=size, test_count=test_count, crop=crop,
                    seed=seed, max_pixels=max_pixels, align=align)))

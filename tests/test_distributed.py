@@ -22,8 +22,9 @@ import yaml
 from conftest import ROOT, tiny_params
 from test_train_cyclegan import _params, _weights, _write_dataset
 
+from face2anime.core import paths
 from face2anime.core.params import UserError
-from face2anime.gan import config as gcfg, train as tc
+from face2anime.gan import train as tc
 from face2anime.gan.inference import load_generator
 
 
@@ -44,8 +45,8 @@ def test_two_gloo_processes_match_one_process_and_resume_across_n(tmp_path: Path
     # one process stops after epoch 1 (a kill) in the stage's own folders ...
     p = _params(**over)
     with pytest.raises(tc._Stop):
-        tc.train("proposed", p, progress=False, out_dir=project / gcfg.MODEL_ROOT / "proposed",
-                 live_dir=project / gcfg.LIVE_ROOT / "proposed", ckpt_dir=project / gcfg.CKPT_ROOT / "proposed",
+        tc.train("proposed", p, progress=False, out_dir=project / paths.CYCLEGAN_DIR / "proposed",
+                 live_dir=project / paths.CYCLEGAN_LIVE / "proposed", ckpt_dir=project / paths.CHECKPOINT_DIR / "proposed",
                  _stop_after_epochs=1, **data)
     # ... and the stage resumes it with 2 processes (torchrun, gloo), one image per rank and step
     p.data["cyclegan"]["train"]["nproc"] = 2
@@ -60,7 +61,7 @@ def test_two_gloo_processes_match_one_process_and_resume_across_n(tmp_path: Path
     assert "resuming after epoch 1/3" in res.stderr and "2 processes (DDP, gloo)" in res.stderr
     assert res.stderr.count("epoch 3/3:") == 1                 # rank 0 alone reports
 
-    got, want = _weights(project / gcfg.MODEL_ROOT / "proposed"), _weights(ref / "model")
+    got, want = _weights(project / paths.CYCLEGAN_DIR / "proposed"), _weights(ref / "model")
     for net in want:
         for k, w in want[net].items():
             if k.endswith(".weight"):
@@ -70,16 +71,16 @@ def test_two_gloo_processes_match_one_process_and_resume_across_n(tmp_path: Path
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     cam = torch.rand(2, 1, 8, 8)
     for d in ("XY", "YX"):
-        g_got = load_generator(project / gcfg.MODEL_ROOT / "proposed", d)
+        g_got = load_generator(project / paths.CYCLEGAN_DIR / "proposed", d)
         g_want = load_generator(ref / "model", d)
         with torch.no_grad():
             diff = (g_got(x, cam) - g_want(x, cam)).abs().max()
         assert diff < 1e-4, (d, diff)
-    a, b = _tsv(project / gcfg.LIVE_ROOT / "proposed"), _tsv(ref / "live")
+    a, b = _tsv(project / paths.CYCLEGAN_LIVE / "proposed"), _tsv(ref / "live")
     assert list(a.index) == list(b.index)
     assert (a - b).abs().max().max() < 1e-4, (a - b).abs().max()
-    assert not (project / gcfg.CKPT_ROOT / "proposed" / "last.pt").exists()
-    metrics = yaml.safe_load((project / gcfg.LIVE_ROOT / "proposed" / "metrics.json").read_text())
+    assert not (project / paths.CHECKPOINT_DIR / "proposed" / "last.pt").exists()
+    metrics = yaml.safe_load((project / paths.CYCLEGAN_LIVE / "proposed" / "metrics.json").read_text())
     assert metrics["nproc"] == 2
     assert (project / "metrics" / "stages" / "train_cyclegan@proposed.json").is_file()
 

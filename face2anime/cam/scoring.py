@@ -22,14 +22,13 @@ import torch
 from rich.console import Console
 from rich.progress import track
 
-from face2anime.core.paths import CAM_DIR, CAM_OVERLAY, METRICS_DIR
+from face2anime.core.paths import CAM_DIR, CAM_OVERLAY, METRICS_DIR, RESIZED_DIR
 from face2anime.cam.maps import cam_methods, compute_cams, downsample
 from face2anime.core.io import atomic_path, rel, save_csv, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import pick_device
 from face2anime.data.images import (
     ALIGNED_DEFAULT,
-    RESIZED_DIR,
     is_aligned,
     is_clean,
     load_images,
@@ -38,11 +37,11 @@ from face2anime.data.images import (
 )
 from face2anime.data.images import rows as split_rows
 from face2anime.models.classifiers import find_layer
-from face2anime.models.classify import LABELS, MODEL_DIR, load_classifier
+from face2anime.models.classify import LABELS, load_classifier
+from face2anime.core.paths import CLASSIFIER_DIR
 
 CHUNK_BATCHES = 4   # a chunk of cam.batch_size x 4 images is loaded at a time: memory does not grow with N
 OVERLAY_K = 8
-OVERLAY = CAM_OVERLAY
 FOCUS_PARTS = ("leye", "reye", "mouth")
 
 
@@ -109,9 +108,9 @@ def overlay_picture(x: torch.Tensor, cams: np.ndarray, order: np.ndarray, out_pn
     save_image(to_pil(grid), out_png)
 
 
-def run_cam(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = MODEL_DIR,
+def run_cam(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = CLASSIFIER_DIR,
             cam_dir: Path = CAM_DIR, metrics_path: Path = METRICS_DIR / "cam.json",
-            overlay_png: Path = OVERLAY) -> pd.DataFrame:
+            overlay_png: Path = CAM_OVERLAY) -> pd.DataFrame:
     """Compute and store the CAMs of all train images; score and return the human ones."""
     method = params.str("cam.method", choices=tuple(cam_methods()))
     layer_name = params.str("cam.target_layer")

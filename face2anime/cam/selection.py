@@ -23,8 +23,6 @@ from face2anime.core.io import rel, save_csv, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.data.images import is_clean, subset_size
 
-SCORES = CAM_SCORES
-SELECTED = SELECT_CSV
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
@@ -67,7 +65,7 @@ def select_metrics(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: float,
     return m
 
 
-def run_select(params: Params, scores_csv: Path = SCORES, out_csv: Path = SELECTED,
+def run_select(params: Params, scores_csv: Path = CAM_SCORES, out_csv: Path = SELECT_CSV,
                metrics_path: Path = METRICS_DIR / "select.json") -> pd.DataFrame:
     threshold = params.float("select.threshold", lo=0.0, hi=1.0)
     max_images = params.int("select.max_images", lo=1)

@@ -109,16 +109,8 @@ class Params:
         value = self.raw_untraced(key) if data is None else data
         return schema.traced(validate(model, value, source or self.source, key + "."), key)
 
-    def raw_untraced(self, key: str) -> Any:
-        node: Any = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise UserError(f"{self.source}: missing param '{key}'")
-            node = node[part]
-        return node
-
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
-        _READ.add(key)
+    def raw_untraced(self, key: str, default: Any = _MISSING) -> Any:
+        """The value at dotted ``key`` without recording a read (``default`` if it is missing)."""
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -127,6 +119,10 @@ class Params:
                 raise UserError(f"{self.source}: missing param '{key}'")
             node = node[part]
         return node
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        _READ.add(key)
+        return self.raw_untraced(key, default)
 
     def _bad(self, key: str, what: str, value: Any) -> UserError:
         return UserError(f"{self.source}: param '{key}' must be {what}, got {value!r}")

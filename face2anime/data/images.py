@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from face2anime.core.paths import RESIZED_DIR, TRANSLATED_DIR  # noqa: F401 - re-exported for the modules that use them
+from face2anime.core.paths import RESIZED_DIR
 from face2anime.core.params import UserError
 
 DOMAINS = ("human", "character")

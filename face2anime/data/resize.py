@@ -47,15 +47,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from face2anime.core.paths import RAW_DIR, RESIZED_DIR, RESIZE_METRICS  # noqa: F401 - re-exported for the modules that use them
 from face2anime.core.io import rel, save_csv, save_image, write_json
 from face2anime.core.params import UserError
 from face2anime.data.imageio import BadImage, load_rgb, square_crop_box
 from face2anime.data.images import ALIGNED_DEFAULT, is_aligned
 from face2anime.data.align import AlignConfig
 
-OUT_DIR = RESIZED_DIR
-METRICS_PATH = RESIZE_METRICS
 
 DOMAINS: tuple[str, ...] = ("human", "character")
 PARTS: tuple[str, ...] = ("leye", "reye", "mouth", "nose")

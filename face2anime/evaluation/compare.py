@@ -39,18 +39,10 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from face2anime.core.paths import EVAL_DATA_DIR, METRICS_DIR, REPORTS_DIR
+from face2anime.core.paths import EVAL_DATA_DIR, METRICS_DIR, REPORTS_DIR, RESIZED_DIR, TRANSLATED_DIR
 from face2anime.core.io import rel, save_image, write_json, write_text
 from face2anime.core.params import Params, UserError, flat_items
-from face2anime.data.images import (
-    RESIZED_DIR,
-    TRANSLATED_DIR,
-    load_images,
-    load_split,
-    pairs_grid,
-    read_manifest,
-    to_pil,
-)
+from face2anime.data.images import load_images, load_split, pairs_grid, read_manifest, to_pil
 from face2anime.evaluation import stats
 from face2anime.evaluation.validity import metric_validity, validity_key
 

@@ -67,20 +67,13 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from face2anime.core.paths import ATTRIBUTES_DIR, EVAL_DATA_DIR, METRICS_DIR
+from face2anime.core.paths import ATTRIBUTES_DIR, CLASSIFIER_DIR, EVAL_DATA_DIR, METRICS_DIR, RESIZED_DIR, TRANSLATED_DIR
 from face2anime.cam.maps import compute_cams
 from face2anime.core.io import atomic_path, save_csv, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import pick_device
 from face2anime.core.timing import fingerprint
-from face2anime.data.images import (
-    RESIZED_DIR,
-    TRANSLATED_DIR,
-    load_images,
-    load_split,
-    read_manifest,
-    to_model,
-)
+from face2anime.data.images import load_images, load_split, read_manifest, to_model
 from face2anime.evaluation.ceiling import ceiling_images, of_ceiling
 from face2anime.evaluation.measures import (
     char_rate_by_kind,
@@ -103,11 +96,9 @@ from face2anime.models.attributes import (
 from face2anime.models.classify import (
     CLASS_NAMES,
     LABELS,
-    MODEL_DIR,
     load_classifier,
     predict,
 )
-
 
 
 # --------------------------------------------------------------------------- the judge and the predictor
@@ -229,7 +220,7 @@ def real_character_sets(manifest: pd.DataFrame, data_dir: Path, classifier_dir: 
 
 
 def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translated_dir: Path = TRANSLATED_DIR,
-             cyclegan_dir: Path = CYCLEGAN_DIR, classifier_dir: Path = MODEL_DIR,
+             cyclegan_dir: Path = CYCLEGAN_DIR, classifier_dir: Path = CLASSIFIER_DIR,
              attributes_dir: Path = ATTRIBUTES_DIR, metrics_dir: Path = METRICS_DIR,
              eval_data_dir: Path = EVAL_DATA_DIR) -> dict:
     device = pick_device(params.str("device"))

@@ -12,22 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from face2anime.core.paths import (  # noqa: F401 - re-exported for the modules that use them
-    CAM_DIR,
-    CHECKPOINT_DIR,
-    CLASSIFIER_DIR,
-    CYCLEGAN_DIR,
-    CYCLEGAN_LIVE,
-    SELECT_CSV,
-)
+from face2anime.core.paths import CAM_DIR, SELECT_CSV
 from face2anime.core.params import Params, UserError
 from face2anime.core.schema import Method, Train
 from face2anime.data.align import AlignConfig
 from face2anime.gan.augment import parse_policy
 
-MODEL_ROOT = CYCLEGAN_DIR
-LIVE_ROOT = CYCLEGAN_LIVE
-CKPT_ROOT = CHECKPOINT_DIR
 N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)

@@ -20,7 +20,8 @@ from face2anime.core.paths import CYCLEGAN_DIR
 from face2anime.core.runtime import autocast, pick_device
 from face2anime.data.images import to_model
 from face2anime.models.classifiers import find_layer
-from face2anime.models.classify import LABELS, MODEL_DIR, load_classifier
+from face2anime.models.classify import LABELS, load_classifier
+from face2anime.core.paths import CLASSIFIER_DIR
 from face2anime.models.networks import Generator
 
 
@@ -77,7 +78,7 @@ class Translator:
     """
 
     def __init__(self, model_dir: Path, device: torch.device, cam_method: str = "gradcam",
-                 cam_layer: str = "default", classifier_dir: Path = MODEL_DIR, precision: str = "fp32"):
+                 cam_layer: str = "default", classifier_dir: Path = CLASSIFIER_DIR, precision: str = "fp32"):
         self.device = device
         self.g_xy = load_generator(model_dir, "XY", device)
         self.g_yx = load_generator(model_dir, "YX", device)
@@ -93,7 +94,7 @@ class Translator:
 
     @classmethod
     def from_params(cls, method: str, params: Params, cyclegan_dir: Path = CYCLEGAN_DIR,
-                    classifier_dir: Path = MODEL_DIR) -> "Translator":
+                    classifier_dir: Path = CLASSIFIER_DIR) -> "Translator":
         return cls(cyclegan_dir / method, pick_device(params.str("device")), params.str("cam.method"),
                    params.str("cam.target_layer"), classifier_dir)
 

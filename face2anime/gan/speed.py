@@ -94,12 +94,11 @@ class Compiled:
             raise UserError(f"{self.name}: {OOM_HINT}") from err
         if self.compiled is None or not is_compiler_error(err):
             raise err
-        if not self.fallback:
-            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"torch.compile failed for {self.name} under DDP ({msg[:200]}); no rank falls back "
-                            "alone (their collectives would desynchronise): set cyclegan.train.compile: false") from err
         msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
         self.error = f"{type(err).__name__}: {msg}"[:300]
+        if not self.fallback:
+            raise UserError(f"torch.compile failed for {self.name} under DDP ({self.error}); no rank falls back "
+                            "alone (their collectives would desynchronise): set cyclegan.train.compile: false") from err
         self.notify(f"torch.compile failed for {self.name} ({self.error}); continuing in eager mode")
         self.compiled = None
 

@@ -85,6 +85,7 @@ from face2anime.core.io import (
     write_json,
 )
 from face2anime.core.live import open_live
+from face2anime.core.paths import CAM_DIR, CHECKPOINT_DIR, CLASSIFIER_DIR, CYCLEGAN_DIR, CYCLEGAN_LIVE, RESIZED_DIR, SELECT_CSV
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import (
     pick_device,
@@ -92,12 +93,7 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
-from face2anime.data.images import (
-    RESIZED_DIR,
-    ImageFiles,
-    to_model,
-    to_pil,
-)
+from face2anime.data.images import ImageFiles, to_model, to_pil
 from face2anime.gan import distributed
 from face2anime.gan.monitor import Probe, RunMonitor, make_probe, validate
 from face2anime.gan.speed import (
@@ -107,18 +103,7 @@ from face2anime.gan.speed import (
 )
 
 from face2anime.gan.checkpoint import config_hash, read_checkpoint, restore_files, snapshot_files
-from face2anime.gan.config import (
-    CAM_DIR,
-    CKPT_ROOT,
-    CLASSIFIER_DIR,
-    LIVE_ROOT,
-    MODEL_ROOT,
-    N_SAMPLES,
-    SELECT_CSV,
-    TrainConfig,
-    read_config,
-    training_data,
-)
+from face2anime.gan.config import N_SAMPLES, TrainConfig, read_config, training_data
 from face2anime.gan.data import (
     IndexStream,
     d_feature_size,
@@ -129,7 +114,6 @@ from face2anime.gan.data import (
 )
 from face2anime.gan.dcam import load_cam_net, self_cams
 from face2anime.gan.model import D_STATS, LABEL_X, LABEL_Y, LOSSES, CycleGAN
-
 
 
 def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: torch.Tensor | None,
@@ -146,7 +130,6 @@ def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: tor
     grid = make_grid(torch.cat([xs, fy, ys, fx]).cpu(), nrow=xs.shape[0], padding=2, value_range=(-1, 1),
                      normalize=True, pad_value=1.0)
     save_image(to_pil(grid * 2 - 1), path)
-
 
 
 def run_validation(model: CycleGAN, probe: Probe, monitor: RunMonitor, live: Any, step: int,
@@ -197,9 +180,9 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
         raise UserError(f"cyclegan.train.batch_size ({cfg.batch_size}) is the global batch: it must be a "
                         f"multiple of the {world.size} training processes")
     device = distributed.init(world, pick_device(params.str("device", "auto")))
-    out_dir = out_dir or MODEL_ROOT / method
-    live_dir = live_dir or LIVE_ROOT / method
-    ckpt_dir = ckpt_dir or CKPT_ROOT / method
+    out_dir = out_dir or CYCLEGAN_DIR / method
+    live_dir = live_dir or CYCLEGAN_LIVE / method
+    ckpt_dir = ckpt_dir or CHECKPOINT_DIR / method
     ckpt_path = ckpt_dir / "last.pt"
     console = Console(stderr=True)
     who = f"train_cyclegan[{method}]"

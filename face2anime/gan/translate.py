@@ -10,18 +10,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from face2anime.core.paths import REPORTS_DIR
+from face2anime.core.paths import REPORTS_DIR, RESIZED_DIR, TRANSLATED_DIR
 from face2anime.core.io import rel, replace_dir, save_image, staging_dir
 from face2anime.core.params import Params
-from face2anime.data.images import (
-    RESIZED_DIR,
-    TRANSLATED_DIR,
-    load_split,
-    pairs_grid,
-    read_manifest,
-    to_pil,
-    to_uint8,
-)
+from face2anime.data.images import load_split, pairs_grid, read_manifest, to_pil, to_uint8
 from face2anime.gan.inference import CYCLEGAN_DIR, Translator
 
 

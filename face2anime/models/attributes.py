@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from rich.console import Console
 
-from face2anime.core.paths import ATTRIBUTES_DIR, METRICS_DIR
+from face2anime.core.paths import ATTRIBUTES_DIR, METRICS_DIR, RESIZED_DIR
 from face2anime.core.io import torch_load, torch_save, write_json
 from face2anime.core.params import Params, UserError
 from face2anime.core.runtime import (
@@ -30,11 +30,10 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
-from face2anime.data.images import RESIZED_DIR, load_split, read_manifest, to_model
+from face2anime.data.images import load_split, read_manifest, to_model
 from face2anime.models.classifiers import AttributePredictor
 from face2anime.models.classify import fit
 
-MODEL_DIR = ATTRIBUTES_DIR
 SEED_OFFSET = 104729
 
 
@@ -89,7 +88,7 @@ def chance(target: dict[str, torch.Tensor], n_values: dict[str, int]) -> dict[st
     return {"majority": maj, "uniform": uni}
 
 
-def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = MODEL_DIR,
+def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = ATTRIBUTES_DIR,
                      metrics_path: Path = METRICS_DIR / "attributes.json") -> dict:
     device = pick_device(params.str("device"))
     epochs = params.int("attributes.epochs", lo=1)
@@ -128,7 +127,7 @@ def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Pa
     return metrics
 
 
-def load_attribute_model(model_dir: Path = MODEL_DIR, device: str | torch.device = "cpu"
+def load_attribute_model(model_dir: Path = ATTRIBUTES_DIR, device: str | torch.device = "cpu"
                          ) -> tuple[nn.Module | None, dict[str, list[str]]]:
     """(model, attributes) or (None, {}) when the data had no labels."""
     cfg_path = model_dir / "config.json"

@@ -30,7 +30,7 @@ import torchvision.transforms.v2.functional as TF
 from rich.console import Console
 from rich.progress import Progress
 
-from face2anime.core.paths import CLASSIFIER_DIR, METRICS_DIR
+from face2anime.core.paths import CLASSIFIER_DIR, METRICS_DIR, RESIZED_DIR
 from face2anime.core.io import (
     INPUTS_DIR,
     inside_inputs,
@@ -48,11 +48,10 @@ from face2anime.core.runtime import (
     resolve_precision,
     seed_everything,
 )
-from face2anime.data.images import RESIZED_DIR, load_split, read_manifest, to_model
+from face2anime.data.images import load_split, read_manifest, to_model
 from face2anime.data.ops import gaussian_blur
 from face2anime.models.classifiers import ARCHS, build_classifier
 
-MODEL_DIR = CLASSIFIER_DIR
 LABELS = {"human": 0, "character": 1}
 #: the judge's third class (``judge.junk > 0``): neither a human nor a character
 JUNK = 2
@@ -304,7 +303,7 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
     return metrics
 
 
-def load_classifier(role: str, model_dir: Path = MODEL_DIR, device: str | torch.device = "cpu") -> nn.Module:
+def load_classifier(role: str, model_dir: Path = CLASSIFIER_DIR, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild and load a trained ``classifier`` or ``judge`` (eval mode, weights_only load)."""
     import json
 
@@ -317,7 +316,7 @@ def load_classifier(role: str, model_dir: Path = MODEL_DIR, device: str | torch.
     return model.to(device).eval()
 
 
-def train_classifiers(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = MODEL_DIR,
+def train_classifiers(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = CLASSIFIER_DIR,
                       metrics_dir: Path = METRICS_DIR) -> dict:
     """Train the guiding classifier and the judge; return both metrics dicts."""
     device = pick_device(params.str("device"))
