@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from face2anime.core.schema import Train
+from face2anime.core.params import typed
+from face2anime.core.schema import ParamsFile, Train
 from face2anime.gan.config import TrainConfig
 
 EXACT: dict[str, Any] = {
@@ -30,3 +31,11 @@ def train_config(**kw: Any) -> TrainConfig:
            "precision": "fp32", "threads": 1}
     run.update({k: kw.pop(k) for k in RUN if k in kw})
     return TrainConfig.build(Train.model_validate(train_section(**kw)), **run)
+
+
+def typed_params(overrides: dict[str, Any] | None = None) -> ParamsFile:
+    """The typed config of the shipped params.yaml with the tiny test values and ``overrides``
+    (dotted keys), validated like a stage validates it (a bad value is a UserError)."""
+    from conftest import tiny_params
+
+    return typed(tiny_params(overrides))

@@ -212,11 +212,11 @@ def test_face_cropper_every_face_bounded_and_counted() -> None:
 
 
 def test_face_cropper_follows_the_models_training_framing() -> None:
-    from face2anime.core.params import Params
+    from cfgutil import typed_params
     from face2anime.data.facecrop import FaceCropper
 
-    params = Params({"resize": {"crop": "face", "align": {"landmarks": 5, "scale": 0.8, "shift": 0.25,
-                                                          "faces": "all", "min_eye_px": 12}}})
+    params = typed_params({"resize.crop": "face", "resize.align": {"landmarks": 5, "scale": 0.8, "shift": 0.25,
+                                                                   "faces": "all", "min_eye_px": 12}}).resize
     trained = {"training_data": {"crop": "align", "align": {"landmarks": 68, "scale": 0.7, "shift": 0.2,
                                                             "faces": "largest", "min_eye_px": 10}}}
     c = FaceCropper.for_model(trained, params)

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, tiny_params
-from test_train_cyclegan import _params, _weights, _write_dataset
+from conftest import ROOT
+from test_train_cyclegan import _data, _params, _weights, _write_dataset
 
 from face2anime.core import paths
 from face2anime.core.params import UserError
@@ -49,10 +49,8 @@ def test_two_gloo_processes_match_one_process_and_resume_across_n(tmp_path: Path
                  live_dir=project / paths.CYCLEGAN_LIVE / "proposed", ckpt_dir=project / paths.CHECKPOINT_DIR / "proposed",
                  _stop_after_epochs=1, **data)
     # ... and the stage resumes it with 2 processes (torchrun, gloo), one image per rank and step
-    p.data["cyclegan"]["train"]["nproc"] = 2
-    full = tiny_params()      # the stage validates a whole params.yaml
-    full["select"].update(p.data.pop("select"))
-    full.update(p.data)
+    full = _data(**over)      # the same params as a whole params.yaml, with 2 processes
+    full["cyclegan"]["train"]["nproc"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(full))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "stages.cli", "train-cyclegan", "proposed"], cwd=project,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from face2anime.core.params import Params
+from cfgutil import typed_params
 from face2anime.data.images import load_images
 from face2anime.data.synthetic.dataset import generate
 from face2anime.evaluation.evaluate import attr_preservation
@@ -24,8 +24,8 @@ def labelled(tmp_path_factory) -> tuple[Path, pd.DataFrame, Path]:
     manifest["split"] = "train"
     manifest.loc[manifest.index[-2:], "split"] = "test"
     manifest.to_csv(data / "manifest.csv", index=False)
-    params = Params({"device": "cpu", "precision": "fp32", "seed": 0,
-                     "attributes": {"widths": [16, 32, 64], "epochs": 80, "batch_size": 16, "lr": 0.003}})
+    params = typed_params({"device": "cpu", "precision": "fp32", "seed": 0,
+                           "attributes": {"widths": [16, 32, 64], "epochs": 80, "batch_size": 16, "lr": 0.003}})
     train_attributes(params, data_dir=data, model_dir=root / "model", metrics_path=root / "attributes.json")
     return data, manifest, root / "model"
 
@@ -90,7 +90,7 @@ def test_ceiling_renders_each_source_as_a_character_and_resizes_like_resize() ->
     from face2anime.evaluation.ceiling import ceiling_images
 
     rows = pd.DataFrame({"id": ["h00002", "h00009"], "hard_kind": [None, "occluded_mouth"]})
-    params = Params({"seed": 4, "download": {"source": "synthetic", "synthetic": {"size": 40}}})
+    params = typed_params({"seed": 4, "download.source": "synthetic", "download.synthetic.size": 40})
     got = ceiling_images(rows, params, 24)
     assert got.shape == (2, 3, 24, 24) and got.dtype == torch.uint8
     for k, (i, kind) in enumerate(((2, ""), (9, "occluded_mouth"))):
@@ -99,5 +99,5 @@ def test_ceiling_renders_each_source_as_a_character_and_resizes_like_resize() ->
         assert np.array_equal(got[k].permute(1, 2, 0).numpy(), np.asarray(want))
         human, hattrs, _ = render_one(4, "human", i, 40, kind)
         assert attrs == hattrs and not np.array_equal(arr, human)       # same attributes, other domain
-    assert ceiling_images(rows, Params({"download": {"source": "local"}}), 24) is None
+    assert ceiling_images(rows, typed_params({"download.source": "local"}), 24) is None
     assert ceiling_images(rows.assign(id=["photo1", "h00001"]), params, 24) is None

@@ -12,7 +12,7 @@ import yaml
 from conftest import ROOT, tiny_params
 
 from face2anime.core import schema
-from face2anime.core.params import Params, UserError, load_params
+from face2anime.core.params import UserError, load_params, read_yaml, typed
 
 
 def write(tmp_path, data: dict):
@@ -24,7 +24,7 @@ def write(tmp_path, data: dict):
 def test_the_committed_params_and_profiles_validate() -> None:
     from face2anime.apps.profile import load_profile, merged
 
-    base = load_params(ROOT / "params.yaml").data
+    base = read_yaml(ROOT / "params.yaml")
     profiles = sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml"))
     assert {"real-cpu", "real-gpu"} <= set(profiles)
     for name in profiles:                    # a profile's overrides give a valid params file
@@ -84,15 +84,16 @@ def test_a_stage_refuses_a_typo_with_one_line_and_status_2(tmp_path) -> None:
 
 
 def test_typed_sections_trace_what_is_read() -> None:
-    p = Params(tiny_params())
+    p = typed(tiny_params())
     schema.READ.clear()
-    train = p.section("cyclegan.train")
+    train = p.cyclegan.train
     assert train.ema == 0.995 and train.n_res == 1
-    m = p.section("cyclegan.methods.proposed")
-    assert m.inputs.cams == "data/cam"
-    assert schema.READ == {"cyclegan.train.ema", "cyclegan.train.n_res", "cyclegan.methods.proposed.inputs.cams"}
+    m = p.cyclegan.methods["proposed"]
+    assert m.inputs.cams == "data/cam" and p.seed == 0
+    assert schema.READ == {"cyclegan.train.ema", "cyclegan.train.n_res", "cyclegan.methods.proposed.inputs.cams", "seed"}
+    assert schema.method_names(p) == ["baseline", "proposed"] and "cyclegan.methods" in schema.READ
     schema.Train.model_validate(tiny_params()["cyclegan"]["train"]).ema   # untraced: records nothing
-    assert len(schema.READ) == 3
+    assert len(schema.READ) == 5
 
 
 def test_schema_choices_are_the_implemented_ones() -> None:
@@ -115,3 +116,26 @@ def test_schema_choices_are_the_implemented_ones() -> None:
     assert choices(schema.Download, "source") == set(SOURCES)
     assert choices(schema.FfhqSource, "variant") == set(FFHQ_VARIANTS)
     assert choices(schema.Cam, "method") == set(cam_methods())
+
+
+def test_no_module_reads_params_by_key() -> None:
+    """Stages parse params.yaml once into the typed config and the library reads attributes:
+    no call anywhere in the package or the stages passes a params key as a string (the old
+    ``params.int("select.max_images")`` getters) or goes around the schema to the raw file."""
+    import ast
+
+    top = set(schema.ParamsFile.model_fields)
+    bad = []
+    for path in sorted([*(ROOT / "face2anime").rglob("*.py"), *(ROOT / "stages").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+                continue
+            arg = node.args[0]
+            if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+                arg = arg.values[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                head = arg.value.split(".", 1)[0]
+                if "." in arg.value and head in top and node.func.attr in {
+                        "int", "float", "str", "bool", "dict", "raw", "get", "section", "int_list"}:
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.func.attr}({arg.value!r})")
+    assert not bad, bad

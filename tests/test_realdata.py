@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from face2anime.core.params import UserError
+from face2anime.core.params import UserError, read_yaml, validate
+from face2anime.core.schema import Download
 from face2anime.sources import realdata
 
 
@@ -90,11 +91,25 @@ def _cfg(**kw) -> dict:
     return {"source": "local", "retries": 0, "backoff": 0.001, **kw}
 
 
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) and k != "urls" else v
+    return out
+
+
+def _dl(over: dict) -> Download:
+    """The typed ``download`` section: the shipped params.yaml's with ``over`` merged in
+    (validated like a stage validates it)."""
+    base = read_yaml(Path(__file__).resolve().parents[1] / "params.yaml")["download"]
+    return validate(Download, _merge(base, over), "params.yaml", "download.")
+
+
 def test_local_folders(tmp_path):
     h = _write_tree(tmp_path / "photos", HUMAN)
     c = _write_tree(tmp_path / "anime", CHARACTER)
     out = tmp_path / "raw"
-    df = realdata.collect("local", _cfg(local={"human": str(h), "character": str(c)}), out,
+    df = realdata.collect("local", _dl(_cfg(local={"human": str(h), "character": str(c)})), out,
                           tmp_path / "cache", progress=False)
     _check_manifest(df, out, N_HUMAN, N_CHAR)
     hum = df[df.domain == "human"]
@@ -107,7 +122,7 @@ def test_local_folders(tmp_path):
     assert df.attrs["collect_report"]["images"] == {"human": N_HUMAN, "character": N_CHAR}
     # deterministic: a second run gives the same manifest and replaces the outputs
     (out / "human" / "stale.png").write_bytes(b"x")
-    df2 = realdata.collect("local", _cfg(local={"human": str(h), "character": str(c)}), out,
+    df2 = realdata.collect("local", _dl(_cfg(local={"human": str(h), "character": str(c)})), out,
                            tmp_path / "cache", progress=False)
     pd.testing.assert_frame_equal(df, df2)
     assert not (out / "human" / "stale.png").exists()
@@ -121,8 +136,8 @@ def test_local_archives_zip_and_tgz_and_file_url(tmp_path):
     })
     ct = _write_tgz(tmp_path / "anime.tar.gz", CHARACTER)
     out = tmp_path / "raw"
-    df = realdata.collect("local", _cfg(local={"human": str(hz), "character": ct.as_uri(),
-                                               "human_aligned": True}),
+    df = realdata.collect("local", _dl(_cfg(local={"human": str(hz), "character": ct.as_uri(),
+                                               "human_aligned": True})),
                           out, tmp_path / "cache", progress=False)
     _check_manifest(df, out, N_HUMAN, N_CHAR)
     assert df[df.domain == "human"]["aligned"].all()
@@ -138,8 +153,8 @@ def test_local_count_takes_a_stable_subset(tmp_path):
     h = _write_tree(tmp_path / "photos", HUMAN)
     c = _write_tree(tmp_path / "anime", CHARACTER)
     cfg = _cfg(local={"human": str(h), "character": str(c), "count": 2})
-    a = realdata.collect("local", cfg, tmp_path / "o1", tmp_path / "cache", progress=False)
-    b = realdata.collect("local", cfg, tmp_path / "o2", tmp_path / "cache", progress=False)
+    a = realdata.collect("local", _dl(cfg), tmp_path / "o1", tmp_path / "cache", progress=False)
+    b = realdata.collect("local", _dl(cfg), tmp_path / "o2", tmp_path / "cache", progress=False)
     assert len(a) == 4 and list(a["origin"]) == list(b["origin"])
 
 
@@ -147,27 +162,27 @@ def test_local_errors(tmp_path):
     c = _write_tree(tmp_path / "anime", CHARACTER)
     out, cache = tmp_path / "raw", tmp_path / "cache"
     with pytest.raises(UserError, match=r"download\.local\.human.*does not exist"):
-        realdata.collect("local", _cfg(local={"human": str(tmp_path / "nope"), "character": str(c)}),
+        realdata.collect("local", _dl(_cfg(local={"human": str(tmp_path / "nope"), "character": str(c)})),
                          out, cache, progress=False)
     with pytest.raises(UserError, match=r"download\.local\.human' is not set"):
-        realdata.collect("local", _cfg(local={"character": str(c)}), out, cache, progress=False)
+        realdata.collect("local", _dl(_cfg(local={"human": "", "character": str(c)})), out, cache, progress=False)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
     with pytest.raises(UserError, match="no images"):
-        realdata.collect("local", _cfg(local={"human": str(tmp_path / "empty"), "character": str(c)}),
+        realdata.collect("local", _dl(_cfg(local={"human": str(tmp_path / "empty"), "character": str(c)})),
                          out, cache, progress=False)
     (tmp_path / "odd.bin").write_bytes(b"\x00" * 10)
     with pytest.raises(UserError, match="not a folder, an image or a zip/tar"):
-        realdata.collect("local", _cfg(local={"human": str(tmp_path / "odd.bin"), "character": str(c)}),
+        realdata.collect("local", _dl(_cfg(local={"human": str(tmp_path / "odd.bin"), "character": str(c)})),
                          out, cache, progress=False)
     out.mkdir(exist_ok=True)
     with pytest.raises(UserError, match="overlaps"):
-        realdata.collect("local", _cfg(local={"human": str(out), "character": str(c)}), out, cache,
+        realdata.collect("local", _dl(_cfg(local={"human": str(out), "character": str(c)})), out, cache,
                          progress=False)
     with pytest.raises(UserError, match="not a real-data source"):
-        realdata.collect("synthetic", {}, out, cache, progress=False)
+        realdata.collect("synthetic", _dl({}), out, cache, progress=False)
     with pytest.raises(UserError, match="download.local.count"):
-        realdata.collect("local", _cfg(local={"human": str(c), "character": str(c), "count": -1}),
+        realdata.collect("local", _dl(_cfg(local={"human": str(c), "character": str(c), "count": -1})),
                          out, cache, progress=False)
 
 
@@ -175,11 +190,11 @@ def test_failed_run_keeps_previous_outputs(tmp_path):
     h = _write_tree(tmp_path / "photos", HUMAN)
     c = _write_tree(tmp_path / "anime", CHARACTER)
     out = tmp_path / "raw"
-    realdata.collect("local", _cfg(local={"human": str(h), "character": str(c)}), out, tmp_path / "c",
+    realdata.collect("local", _dl(_cfg(local={"human": str(h), "character": str(c)})), out, tmp_path / "c",
                      progress=False)
     before = sorted(p.name for p in (out / "human").iterdir())
     with pytest.raises(UserError):
-        realdata.collect("local", _cfg(local={"human": str(h), "character": str(tmp_path / "gone")}),
+        realdata.collect("local", _dl(_cfg(local={"human": str(h), "character": str(tmp_path / "gone")})),
                          out, tmp_path / "c", progress=False)
     assert sorted(p.name for p in (out / "human").iterdir()) == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
@@ -197,20 +212,20 @@ def test_selfie2anime_via_registry_override(tmp_path):
     z = _selfie_zip(tmp_path / "s2a.zip")
     cfg = {"urls": {"selfie2anime": {"url": z.as_uri(), "sha256": _sha256(z)}}}
     out = tmp_path / "raw"
-    df = realdata.collect("selfie2anime", cfg, out, tmp_path / "cache", progress=False)
+    df = realdata.collect("selfie2anime", _dl(cfg), out, tmp_path / "cache", progress=False)
     _check_manifest(df, out, 4, 4)
     assert df["aligned"].all()
     hum = df[df.domain == "human"]["origin"]
     assert hum.str.contains("/trainA/").sum() == 3 and hum.str.contains("/testA/").sum() == 1
     # a URL-only override keeps the registry's published SHA-256: this zip is not that file
     with pytest.raises(UserError, match="sha256: expected c2a79b0b"):
-        realdata.collect("selfie2anime", {"urls": {"selfie2anime": z.as_uri()}}, out, tmp_path / "cache",
+        realdata.collect("selfie2anime", _dl({"urls": {"selfie2anime": z.as_uri()}}), out, tmp_path / "cache",
                          progress=False)
     with pytest.raises(UserError, match="unknown key"):
-        realdata.collect("selfie2anime", {"urls": {"selfie2anim": z.as_uri()}}, out, tmp_path / "cache",
+        realdata.collect("selfie2anime", _dl({"urls": {"selfie2anim": z.as_uri()}}), out, tmp_path / "cache",
                          progress=False)
     # per-domain count
-    df = realdata.collect("selfie2anime", {**cfg, "selfie2anime": {"count": 2}}, out, tmp_path / "cache",
+    df = realdata.collect("selfie2anime", _dl({**cfg, "selfie2anime": {"count": 2}}), out, tmp_path / "cache",
                           progress=False)
     assert df.attrs["collect_report"]["images"] == {"human": 2, "character": 2}
 
@@ -224,7 +239,7 @@ def test_animeface_with_local_humans(tmp_path):
     h = _write_tree(tmp_path / "photos", HUMAN)
     cfg = {"urls": {"animeface": z.as_uri()}, "animeface": {"human": "local", "count": 4},
            "local": {"human": str(h)}}
-    df = realdata.collect("animeface", cfg, tmp_path / "raw", tmp_path / "cache", progress=False)
+    df = realdata.collect("animeface", _dl(cfg), tmp_path / "raw", tmp_path / "cache", progress=False)
     _check_manifest(df, tmp_path / "raw", N_HUMAN, 4)
     assert df[df.domain == "character"]["aligned"].all()
     assert df.attrs["collect_report"]["plan"] == {"human": "local", "character": "animeface"}
@@ -258,18 +273,18 @@ def test_ffhq_from_mirror_override(tmp_path):
     c = _write_tree(tmp_path / "anime", CHARACTER)
     cfg = {"urls": {"ffhq_json": {"url": js.as_uri(), "md5": None}, "ffhq_files": mirror.as_uri()},
            "ffhq": {"count": 2, "character": "local"}, "local": {"character": str(c)}}
-    df = realdata.collect("ffhq", cfg, tmp_path / "raw", tmp_path / "cache", progress=False)
+    df = realdata.collect("ffhq", _dl(cfg), tmp_path / "raw", tmp_path / "cache", progress=False)
     _check_manifest(df, tmp_path / "raw", 2, N_CHAR)
     hum = df[df.domain == "human"]
     assert list(hum["origin"].str[-9:]) == ["00000.png", "00001.png"]      # images 0..count-1
     assert hum["aligned"].all()
     with pytest.raises(UserError, match="lists only 3"):
-        realdata.collect("ffhq", {**cfg, "ffhq": {"count": 5, "character": "local"}}, tmp_path / "raw",
+        realdata.collect("ffhq", _dl({**cfg, "ffhq": {"count": 5, "character": "local"}}), tmp_path / "raw",
                          tmp_path / "cache", progress=False)
     # a corrupted mirror file fails its per-image md5 from the metadata
     (mirror / "thumbnails128x128/00000/00001.png").write_bytes(b"corrupt")
     with pytest.raises(UserError, match="md5|size"):
-        realdata.collect("ffhq", cfg, tmp_path / "raw", tmp_path / "cache", progress=False)
+        realdata.collect("ffhq", _dl(cfg), tmp_path / "raw", tmp_path / "cache", progress=False)
 
 
 def test_ffhq_json_checksum_from_registry_is_enforced(tmp_path):
@@ -277,7 +292,7 @@ def test_ffhq_json_checksum_from_registry_is_enforced(tmp_path):
     cfg = {"urls": {"ffhq_json": js.as_uri(), "ffhq_files": mirror.as_uri()},
            "ffhq": {"count": 1, "character": "local"}, "local": {"character": str(tmp_path)}}
     with pytest.raises(UserError, match="size: expected 267793842"):
-        realdata.collect("ffhq", cfg, tmp_path / "raw", tmp_path / "cache", progress=False)
+        realdata.collect("ffhq", _dl(cfg), tmp_path / "raw", tmp_path / "cache", progress=False)
 
 
 def test_load_ffhq_records_drops_heavy_fields(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from face2anime.core.params import Params
+from cfgutil import typed_params
 from face2anime.data.resize import resize_dataset
 from cfgutil import train_section
 from face2anime.data.synthetic.dataset import generate
@@ -42,9 +42,9 @@ def small_photo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(root: Path, out: Path, diffaug: str) -> dict:
-    p = Params({"seed": 0, "device": "cpu", "precision": "fp32", "threads": 1, "select": {"max_images": 16, "share": 1.0},
-                "cyclegan": {"methods": {"baseline": {"subset": "random", "attention": False}},
-                             "train": train_section(**SMALL, diffaug=diffaug)}})
+    p = typed_params({"seed": 0, "device": "cpu", "precision": "fp32", "threads": 1, "select.max_images": 16,
+                      "select.share": 1.0, "cyclegan.methods": {"baseline": {"subset": "random", "attention": False}},
+                      "cyclegan.train": train_section(**SMALL, diffaug=diffaug)})
     return tc.train("baseline", p, data_dir=root / "resized", cam_dir=root / "none", select_csv=root / "none.csv",
                     out_dir=out / "model", live_dir=out / "live", ckpt_dir=out / "ckpt", progress=False)
 

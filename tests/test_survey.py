@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face2anime.core.params import Params, UserError
+from cfgutil import typed_params
+from face2anime.core.params import UserError
 from face2anime.survey.build import build_items
 from face2anime.survey.items import QUESTIONS, TOKEN_RE, ItemSet
 from face2anime.survey.report import run_survey_report, summarise
@@ -241,7 +242,7 @@ def test_report_with_no_responses_then_simulated_raters(tmp_path: Path) -> None:
     items_dir, key = fake_survey(tmp_path)
     resp = tmp_path / "responses.csv"
     out = [tmp_path / "metrics/survey.json", tmp_path / "reports/survey.md", tmp_path / "reports/survey.png"]
-    params = Params({"seed": 0, "survey": {"bootstrap": 300}})
+    params = typed_params({"seed": 0, "survey.bootstrap": 300})
     s = run_survey_report(params, resp, key, *out)
     assert s["status"] == "no_responses" and json.loads(out[0].read_text())["n_rows"] == 0
     assert "No responses yet" in out[1].read_text()

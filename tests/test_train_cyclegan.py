@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError, typed
+from face2anime.core.schema import ParamsFile, method_names
 import yaml
 from cfgutil import train_config, train_section
 from conftest import tiny_params
@@ -65,18 +66,24 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return _write_dataset(tmp_path_factory.mktemp("cgdata"))
 
 
-def _params(**over) -> Params:
+def _data(**over) -> dict:
+    """A whole params mapping: the tiny params with a small two-method CycleGAN (``over``: its
+    ``cyclegan.train`` keys, and ``precision``)."""
     methods = {"baseline": {"subset": "random", "attention": False},
                "proposed": {"subset": "selected", "attention": True}}
     precision = over.pop("precision", "auto")
     cg = train_section(ngf=4, ndf=4, n_res=1, epochs=3, steps_per_epoch=3, batch_size=2, pool_size=3,
                        ema=0.9, log_every=2)
     cg.update(over)
-    return Params({"seed": 3, "device": "cpu", "precision": precision, "threads": 1, "select": {"max_images": 6, "share": 1.0},
-                   "cyclegan": {"methods": methods, "train": cg}})
+    return tiny_params({"seed": 3, "device": "cpu", "precision": precision, "threads": 1, "select.max_images": 6,
+                        "select.share": 1.0, "cyclegan.methods": methods, "cyclegan.train": cg})
 
 
-def _run(method: str, dataset: dict[str, Path], root: Path, params: Params | None = None, **kw) -> dict:
+def _params(**over) -> ParamsFile:
+    return typed(_data(**over))
+
+
+def _run(method: str, dataset: dict[str, Path], root: Path, params: ParamsFile | None = None, **kw) -> dict:
     return tc.train(method, params or _params(), progress=False, out_dir=root / "model", live_dir=root / "live",
                     ckpt_dir=root / "ckpt", **dataset, **kw)
 
@@ -97,22 +104,22 @@ def test_unknown_method_lists_configured() -> None:
 @pytest.mark.parametrize("entry", [{"subset": "best", "attention": False}, {"subset": "random"},
                                    {"subset": "random", "attention": "yes"}, "random"])
 def test_bad_method_entry(entry) -> None:
-    p = _params()
-    p.data["cyclegan"]["methods"]["odd"] = entry
+    d = _data()
+    d["cyclegan"]["methods"]["odd"] = entry
     with pytest.raises(UserError, match="cyclegan.methods.odd"):
-        gcfg.read_config("odd", p)
+        gcfg.read_config("odd", typed(d))
 
 
 def test_method_names_expand_params() -> None:
-    p = _params()
-    p.data["cyclegan"]["methods"]["select_only"] = {"subset": "selected", "attention": False}
-    assert gcfg.method_names(p) == ["baseline", "proposed", "select_only"]
-    assert gcfg.read_config("select_only", p).attention is False
+    d = _data()
+    d["cyclegan"]["methods"]["select_only"] = {"subset": "selected", "attention": False}
+    assert method_names(typed(d)) == ["baseline", "proposed", "select_only"]
+    assert gcfg.read_config("select_only", typed(d)).attention is False
     # a misspelled key of a method entry is an error naming it and the nearest valid key
-    p.data["cyclegan"]["methods"]["select_only"]["atention"] = True
+    d["cyclegan"]["methods"]["select_only"]["atention"] = True
     with pytest.raises(UserError, match=r"unknown param 'cyclegan.methods.select_only.atention' "
                                         r"\(did you mean 'cyclegan.methods.select_only.attention'\?\)"):
-        gcfg.read_config("select_only", p)
+        gcfg.read_config("select_only", typed(d))
 
 
 def test_random_subset_seeded_and_order_free() -> None:
@@ -545,24 +552,24 @@ def test_snapshot_best_saves_the_best_validated_generators(dataset: dict[str, Pa
 
 def test_d_cam_self_needs_the_classifier_declared() -> None:
     nothing = "data/resized/manifest.csv"
-    p = _params(d_cam="self")
-    p.data["cyclegan"]["methods"]["proposed"]["inputs"] = {"subset": "data/select/selected.csv", "cams": "data/cam",
+    d = _data(d_cam="self")
+    d["cyclegan"]["methods"]["proposed"]["inputs"] = {"subset": "data/select/selected.csv", "cams": "data/cam",
                                                            "classifier": nothing, "classifier_config": nothing}
     with pytest.raises(UserError, match="inputs.classifier "):
-        gcfg.read_config("proposed", p)
-    p.data["cyclegan"]["methods"]["proposed"]["inputs"]["classifier"] = gcfg.CLASSIFIER_INPUT
+        gcfg.read_config("proposed", typed(d))
+    d["cyclegan"]["methods"]["proposed"]["inputs"]["classifier"] = gcfg.CLASSIFIER_INPUT
     with pytest.raises(UserError, match="inputs.classifier_config"):      # it opens the config too
-        gcfg.read_config("proposed", p)
-    p.data["cyclegan"]["methods"]["proposed"]["inputs"]["classifier_config"] = gcfg.CLASSIFIER_CONFIG_INPUT
-    assert gcfg.read_config("proposed", p).d_cam == "self"
-    p.data["cyclegan"]["methods"]["baseline"]["inputs"] = {"subset": nothing, "cams": nothing,
+        gcfg.read_config("proposed", typed(d))
+    d["cyclegan"]["methods"]["proposed"]["inputs"]["classifier_config"] = gcfg.CLASSIFIER_CONFIG_INPUT
+    assert gcfg.read_config("proposed", typed(d)).d_cam == "self"
+    d["cyclegan"]["methods"]["baseline"]["inputs"] = {"subset": nothing, "cams": nothing,
                                                            "classifier": gcfg.CLASSIFIER_INPUT, "classifier_config": nothing}
     with pytest.raises(UserError, match="never reads"):
-        gcfg.read_config("baseline", p)
-    p.data["cyclegan"]["methods"]["baseline"]["inputs"]["classifier"] = nothing
-    p.data["cyclegan"]["methods"]["baseline"]["inputs"]["classifier_config"] = gcfg.CLASSIFIER_CONFIG_INPUT
+        gcfg.read_config("baseline", typed(d))
+    d["cyclegan"]["methods"]["baseline"]["inputs"]["classifier"] = nothing
+    d["cyclegan"]["methods"]["baseline"]["inputs"]["classifier_config"] = gcfg.CLASSIFIER_CONFIG_INPUT
     with pytest.raises(UserError, match="never reads .*classifier.json"):
-        gcfg.read_config("baseline", p)
+        gcfg.read_config("baseline", typed(d))
 
 
 @pytest.mark.parametrize("attention", [False, True])
@@ -602,19 +609,19 @@ def test_fast_eager_options_compute_the_same_step(attention: bool) -> None:
 
 
 def test_method_train_overrides_only_that_method() -> None:
-    p = _params()
-    p.data["cyclegan"]["train"]["d_cam"] = "source"
-    p.data["cyclegan"]["methods"]["dcam_none"] = {"subset": "selected", "attention": True,
+    d = _data()
+    d["cyclegan"]["train"]["d_cam"] = "source"
+    d["cyclegan"]["methods"]["dcam_none"] = {"subset": "selected", "attention": True,
                                                  "train": {"d_cam": "none", "lr": 0.001}}
-    cfg = gcfg.read_config("dcam_none", p)
+    cfg = gcfg.read_config("dcam_none", typed(d))
     assert (cfg.d_cam, cfg.lr) == ("none", 0.001)
-    assert gcfg.read_config("proposed", p).d_cam == "source" and p.data["cyclegan"]["train"]["lr"] == 0.0002
-    p.data["cyclegan"]["methods"]["typo"] = {"subset": "random", "attention": False, "train": {"d_came": "none"}}
+    assert gcfg.read_config("proposed", typed(d)).d_cam == "source" and d["cyclegan"]["train"]["lr"] == 0.0002
+    d["cyclegan"]["methods"]["typo"] = {"subset": "random", "attention": False, "train": {"d_came": "none"}}
     with pytest.raises(UserError, match=r"cyclegan.methods.typo.train: d_came not in cyclegan.train"):
-        gcfg.read_config("typo", p)
-    p.data["cyclegan"]["methods"]["bad"] = {"subset": "random", "attention": False, "train": {"d_cam": "both"}}
+        gcfg.read_config("typo", typed(d))
+    d["cyclegan"]["methods"]["bad"] = {"subset": "random", "attention": False, "train": {"d_cam": "both"}}
     with pytest.raises(UserError, match="d_cam"):
-        gcfg.read_config("bad", p)
+        gcfg.read_config("bad", typed(d))
 
 
 def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
@@ -627,13 +634,13 @@ def test_model_warnings_for_synthetic_or_collapsed_models() -> None:
     (w,) = model_warnings({"training_data": {"source": "ffhq"}, "collapsed": True,
                            "collapse_reasons": ["validation realism dropped 0.80 -> 0.10"]})
     assert "collapsing (validation realism dropped 0.80 -> 0.10)" in w
-    p = _params()
-    p.data["download"] = {"source": "synthetic", "synthetic": {"photo_like": True}}
-    assert gcfg.training_data(p) == {"source": "synthetic", "photo_like": True, "crop": None, "align": None}
-    p.data["resize"] = {"crop": "align", "align": {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
-                                                   "min_eye_px": 10}}
-    assert gcfg.training_data(p)["align"] == {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
-                                            "min_eye_px": 10}
+    d = _data()
+    d["download"]["source"], d["download"]["synthetic"]["photo_like"], d["resize"]["crop"] = "synthetic", True, "none"
+    assert gcfg.training_data(typed(d)) == {"source": "synthetic", "photo_like": True, "crop": "none", "align": None}
+    d["resize"]["crop"] = "align"
+    d["resize"]["align"] = {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest", "min_eye_px": 10}
+    assert gcfg.training_data(typed(d))["align"] == {"landmarks": 68, "scale": 0.7, "shift": 0.2, "faces": "largest",
+                                                   "min_eye_px": 10}
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -737,12 +744,12 @@ def test_onnx_export_matches_pytorch_and_converts_without_torch(dataset: dict[st
 
 
 def test_a_bad_override_value_names_the_method_that_set_it() -> None:
-    p = _params()
-    p.data["cyclegan"]["methods"]["proposed"]["train"] = {"ema": 2.0}
+    d = _data()
+    d["cyclegan"]["methods"]["proposed"]["train"] = {"ema": 2.0}
     with pytest.raises(UserError, match=r"cyclegan.methods.proposed.train over cyclegan.train\): "
                                         r"param 'cyclegan.train.ema': input should be less than or equal to 0.9999"):
-        gcfg.read_config("proposed", p)
-    assert gcfg.read_config("baseline", p).ema == 0.9     # the other method is untouched
+        gcfg.read_config("proposed", typed(d))
+    assert gcfg.read_config("baseline", typed(d)).ema == 0.9     # the other method is untouched
 
 
 def test_under_ddp_a_compiler_error_stops_every_rank_instead_of_falling_back() -> None:

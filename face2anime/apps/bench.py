@@ -30,7 +30,8 @@ from rich.console import Console
 from rich.table import Table
 
 from face2anime.core.io import write_json
-from face2anime.core.params import Params, load_params
+from face2anime.core.params import load_params
+from face2anime.core.schema import ParamsFile, method_names
 from face2anime.core.runtime import cpu_has_bf16, pick_device, resolve_precision
 
 PAPER = {"size": 256, "ngf": 64, "ndf": 64, "n_res": 4, "batch_size": 1}
@@ -165,20 +166,19 @@ def _sync(device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------- the benchmark
-def train_options(p: Params) -> tuple[Any, dict[str, Any]]:
+def train_options(p: ParamsFile) -> tuple[Any, dict[str, Any]]:
     """The pipeline's training config (of the first method) and the options bench varies."""
     from face2anime.gan.config import read_config
 
-    cfg = read_config(next(iter(p.dict("cyclegan.methods"))), p)
+    cfg = read_config(method_names(p)[0], p)
     keys = ("gan_loss", "lambda_cyc", "lambda_idt", "pool_size", "ema", "attention_mode", "upsample",
             "precision", "compile", "channels_last", "adam", "fuse_passes", "threads", "lr", "beta1", "beta2")
     return cfg, {k: getattr(cfg, k) for k in keys}
 
 
-def profiles(p: Params, which: list[str]) -> dict[str, dict[str, Any]]:
-    c = "cyclegan.train."
-    quick = {"size": p.int("resize.size"), "ngf": p.int(c + "ngf"), "ndf": p.int(c + "ndf"),
-             "n_res": p.int(c + "n_res"), "batch_size": p.int(c + "batch_size")}
+def profiles(p: ParamsFile, which: list[str]) -> dict[str, dict[str, Any]]:
+    t = p.cyclegan.train
+    quick = {"size": p.resize.size, "ngf": t.ngf, "ndf": t.ndf, "n_res": t.n_res, "batch_size": t.batch_size}
     out = {"quick": quick, "paper": dict(PAPER)}
     return {k: out[k] for k in which}
 
@@ -197,12 +197,12 @@ def measure(variants: dict[str, Callable[[], None]], steps: int, rounds: int, de
     return best
 
 
-def run_bench(p: Params, which: list[str], methods: list[str], steps: dict[str, int], rounds: int,
+def run_bench(p: ParamsFile, which: list[str], methods: list[str], steps: dict[str, int], rounds: int,
               console: Console, fast: bool = True) -> dict[str, Any]:
     from face2anime.core.runtime import set_threads
 
     base_cfg, opts = train_options(p)
-    device = pick_device(p.str("device", "auto"))
+    device = pick_device(p.device)
     threads = set_threads(opts["threads"])
     prec = resolve_precision(device, opts["precision"])
     console.print(f"bench on {device.type} ({threads} threads, {platform.processor() or platform.machine()}), "

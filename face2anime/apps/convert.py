@@ -91,7 +91,7 @@ def convert(photo: Path, out: Path, method: str = "proposed", params_file: Path 
     err = Console(stderr=True)
     for w in model.warnings:
         err.print(f"[yellow]convert: warning: {w}[/yellow]", highlight=False, soft_wrap=True)
-    found = faces_of(photo, model.size, FaceCropper.for_model(model.config, params), detect)
+    found = faces_of(photo, model.size, FaceCropper.for_model(model.config, params.resize), detect)
     avatars = run(found.faces)
     if upscale and upscale != model.size:
         avatars = [a.resize((upscale, upscale), Image.Resampling.BICUBIC) for a in avatars]

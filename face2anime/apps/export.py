@@ -54,10 +54,9 @@ def export_all(methods: list[str], params_file: Path = Path("params.yaml"), cycl
     results: dict[str, dict] = {}
     out = Console()
     for m in methods:
-        meta = export_method(m, cyclegan_dir, classifier_dir, out_dir, params.str("cam.method"),
-                             params.str("cam.target_layer"))
-        translator = Translator(Path(cyclegan_dir) / m, torch.device("cpu"), params.str("cam.method"),
-                                params.str("cam.target_layer"), classifier_dir)
+        meta = export_method(m, cyclegan_dir, classifier_dir, out_dir, params.cam.method, params.cam.target_layer)
+        translator = Translator(Path(cyclegan_dir) / m, torch.device("cpu"), params.cam.method,
+                                params.cam.target_layer, classifier_dir)
         x = load_images(test["file"], data_dir)
         if x.shape[-1] != meta["size"]:
             raise UserError(f"export {m}: the model runs at {meta['size']} px but {data_dir} holds "

@@ -86,9 +86,8 @@ def main(photos: Path = typer.Argument(..., help="folder of photos (searched rec
          verbose: bool = typer.Option(False, "-v", help="one row per photo")) -> None:
     """Check how the photos of a folder will be face-aligned (landmarks vs Haar), before training."""
     p = load_params(params)
-    rows, crops = check(image_files(photos), p.int("resize.align.landmarks", lo=5, hi=68),
-                        p.float("resize.align.scale", lo=0.3, hi=3.0), p.float("resize.align.shift", lo=-1.0, hi=1.0),
-                        p.float("resize.align.min_eye_px", lo=0.0))
+    a = p.resize.align
+    rows, crops = check(image_files(photos), a.landmarks, a.scale, a.shift, a.min_eye_px)
     out = Console()
     if verbose:
         t = Table("file", "landmark faces", "too small", "Haar faces", "error")

@@ -94,7 +94,7 @@ def gpu_check(device_name: str = "cuda", steps: int = 5, tol: float = 1e-3,
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(device), "torch": torch.__version__,
                               "cuda": torch.version.cuda}
     report["agreement"] = agreement(device)
-    train = load_params(params_file).section("cyclegan.train")   # the project's training options
+    train = load_params(params_file).cyclegan.train   # the project's training options
     report["train_small"] = train_steps(device, train, steps, 64, 16, 16, 2, 4)
     report["train_paper"] = train_steps(device, train, steps, **PAPER)
     ips = report["train_paper"]["images_per_s"]

@@ -19,7 +19,7 @@ from typing import Any
 import typer
 import yaml
 
-from face2anime.core.params import UserError, flat_items, load_params, validate
+from face2anime.core.params import UserError, flat_items, read_yaml, validate
 from face2anime.core.schema import ParamsFile
 
 PROFILES_DIR = Path("profiles")
@@ -86,8 +86,9 @@ def profile_command(name: str, human: str | None, character: str | None,
         overrides["download.source"] = "local"
         overrides["download.local.character"] = character
     source = str(profiles_dir / f"{name}.yaml")
-    check_keys(overrides, load_params(params_file).data, source)
-    validate(ParamsFile, merged(load_params(params_file).data, overrides), source)   # types and ranges too
+    base = read_yaml(params_file)
+    check_keys(overrides, base, source)
+    validate(ParamsFile, merged(base, overrides), source)   # types and ranges too
     argv = ["dvc", "exp", "run", "-n", exp_name or name]
     for key, value in overrides.items():
         argv += ["-S", set_arg(key, value)]

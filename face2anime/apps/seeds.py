@@ -26,7 +26,7 @@ from rich.console import Console
 
 from face2anime.core.paths import METRICS_DIR, REPORTS_DIR
 from face2anime.core.io import write_json, write_text
-from face2anime.core.params import UserError, flat_items, load_params
+from face2anime.core.params import UserError, flat_items, load_params, read_yaml
 from face2anime.evaluation.compare import load_run, markdown, paired_comparison
 
 SEED_KEY = "cyclegan.train.seed"
@@ -85,8 +85,8 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", out_name):
         raise UserError(f"seeds: --out must be a plain file name (letters, digits, _ . -), got {out_name!r}")
     p = load_params(params_file)
-    reference = reference or p.str("compare.reference")
-    candidate = candidate or p.str("compare.candidate")
+    reference = reference or p.compare.reference
+    candidate = candidate or p.compare.candidate
     methods = [reference, candidate]
     exps = finished_experiments(all_commits=all_commits)
     if names:
@@ -96,13 +96,13 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
                             f"{'any' if all_commits else 'this'} commit (see `dvc exp show`)")
         chosen = [e for e in exps if e["name"] in names]
     else:
-        here = flat_items(p.data)
+        here = flat_items(read_yaml(params_file))
         chosen = [e for e in exps if same_but_seed(e["params"], here) and e["params"].get(SEED_KEY) != here.get(SEED_KEY)]
     seeds = {e["params"].get(SEED_KEY) for e in chosen}
     if len(seeds) != len(chosen):
         raise UserError("seeds: two experiments share a seed; name the ones to use with --exp")
     table, labels = aggregate(methods, reference, candidate, chosen, include_workspace=workspace,
-                              n_boot=p.int("compare.bootstrap", lo=100), n_perm=p.int("compare.permutations", lo=100))
+                              n_boot=p.compare.bootstrap, n_perm=p.compare.permutations)
     write_json(metrics_dir / f"{out_name}.json", {"runs": labels, "reference": reference, "candidate": candidate,
                                                   "metrics": table})
     md = (f"# {candidate} vs {reference} over {len(labels)} training seeds\n\nRuns: {', '.join(labels)}. "

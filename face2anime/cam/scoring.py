@@ -23,9 +23,10 @@ from rich.console import Console
 from rich.progress import track
 
 from face2anime.core.paths import CAM_DIR, CAM_OVERLAY, METRICS_DIR, RESIZED_DIR
-from face2anime.cam.maps import cam_methods, compute_cams, downsample
+from face2anime.cam.maps import compute_cams, downsample
 from face2anime.core.io import atomic_path, rel, save_csv, write_json
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.core.runtime import pick_device
 from face2anime.data.images import (
     ALIGNED_DEFAULT,
@@ -108,17 +109,15 @@ def overlay_picture(x: torch.Tensor, cams: np.ndarray, order: np.ndarray, out_pn
     save_image(to_pil(grid), out_png)
 
 
-def run_cam(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = CLASSIFIER_DIR,
+def run_cam(params: ParamsFile, data_dir: Path = RESIZED_DIR, model_dir: Path = CLASSIFIER_DIR,
             cam_dir: Path = CAM_DIR, metrics_path: Path = METRICS_DIR / "cam.json",
             overlay_png: Path = CAM_OVERLAY) -> pd.DataFrame:
     """Compute and store the CAMs of all train images; score and return the human ones."""
-    method = params.str("cam.method", choices=tuple(cam_methods()))
-    layer_name = params.str("cam.target_layer")
-    batch_size = params.int("cam.batch_size", lo=1)
-    size = params.int("resize.size", lo=16)
+    method, layer_name, batch_size = params.cam.method, params.cam.target_layer, params.cam.batch_size
+    size = params.resize.size
     if size % 4:
-        raise UserError(f"params.yaml: resize.size must be divisible by 4 (CAMs are stored at size/4), got {size}")
-    device = pick_device(params.str("device"))
+        raise UserError(f"{params.source}: resize.size must be divisible by 4 (CAMs are stored at size/4), got {size}")
+    device = pick_device(params.device)
     model = load_classifier("classifier", model_dir, device)
     try:
         layer = find_layer(model, layer_name)

@@ -20,7 +20,8 @@ from rich.console import Console
 
 from face2anime.core.paths import CAM_SCORES, METRICS_DIR, SELECT_CSV
 from face2anime.core.io import rel, save_csv, write_json
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.data.images import is_clean, subset_size
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -65,14 +66,12 @@ def select_metrics(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: float,
     return m
 
 
-def run_select(params: Params, scores_csv: Path = CAM_SCORES, out_csv: Path = SELECT_CSV,
+def run_select(params: ParamsFile, scores_csv: Path = CAM_SCORES, out_csv: Path = SELECT_CSV,
                metrics_path: Path = METRICS_DIR / "select.json") -> pd.DataFrame:
-    threshold = params.float("select.threshold", lo=0.0, hi=1.0)
-    max_images = params.int("select.max_images", lo=1)
-    min_images = params.int("select.min_images", lo=1)
-    share = params.float("select.share", lo=0.0, hi=1.0)
+    cfg = params.select
+    threshold, max_images, min_images, share = cfg.threshold, cfg.max_images, cfg.min_images, cfg.share
     if min_images > max_images:
-        raise UserError(f"params.yaml: select.min_images ({min_images}) exceeds select.max_images ({max_images})")
+        raise UserError(f"{params.source}: select.min_images ({min_images}) exceeds select.max_images ({max_images})")
     if not scores_csv.is_file():
         raise UserError(f"{scores_csv} not found: run the cam stage first")
     scores = pd.read_csv(scores_csv, dtype={"id": str, "hard_kind": str})

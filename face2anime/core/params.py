@@ -2,8 +2,9 @@
 
 :func:`load_params` validates the whole file with :class:`face2anime.core.schema.ParamsFile`
 (an unknown key, a wrong type or an out-of-range value is one line naming the key, the file
-and the nearest valid name). Stages then take typed sections (:meth:`Params.section`) or
-single values by dotted key (the getters) and hand them to the library.
+and the nearest valid name) and returns the typed config. Stages hand it (or its sections) to
+the library, which reads attributes (``params.select.threshold``), never yaml keys; every
+attribute read is recorded for the DVC-dependency test (:data:`TRACE_ENV`).
 
 A wrong param or a missing input is a :class:`UserError`: the CLI prints it as one red
 line and exits with status 2, never a traceback.
@@ -80,104 +81,13 @@ class UserError(Exception):
 
 
 # --------------------------------------------------------------------------- params
-_MISSING = object()
-
-
-class Params:
-    """Typed, validated access to params.yaml by dotted key.
-
-    >>> p = Params({"select": {"threshold": 0.3}})
-    >>> p.float("select.threshold", lo=0, hi=1)
-    0.3
-
-    Every getter raises :class:`UserError` naming the param on a wrong type,
-    an out-of-range value or a missing key (unless ``default`` is given).
-    """
-
-    def __init__(self, data: dict[str, Any], source: str = PARAMS_FILE):
-        self.data = data
-        self.source = source
-
-    def section(self, key: str, data: dict[str, Any] | None = None, source: str | None = None) -> Any:
-        """The typed, validated section at dotted ``key`` (``'cyclegan.train'`` ->
-        :class:`~face2anime.core.schema.Train`); its attribute reads are traced. ``data``
-        replaces the section's values (e.g. with a method's overrides merged in); ``source``
-        words where they came from in an error (default: the params file)."""
-        model = schema.model_at(key)
-        if model is None:
-            raise KeyError(f"no schema section {key!r}")
-        value = self.raw_untraced(key) if data is None else data
-        return schema.traced(validate(model, value, source or self.source, key + "."), key)
-
-    def raw_untraced(self, key: str, default: Any = _MISSING) -> Any:
-        """The value at dotted ``key`` without recording a read (``default`` if it is missing)."""
-        node: Any = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if default is not _MISSING:
-                    return default
-                raise UserError(f"{self.source}: missing param '{key}'")
-            node = node[part]
-        return node
-
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
-        _READ.add(key)
-        return self.raw_untraced(key, default)
-
-    def _bad(self, key: str, what: str, value: Any) -> UserError:
-        return UserError(f"{self.source}: param '{key}' must be {what}, got {value!r}")
-
-    def int(self, key: str, default: Any = _MISSING, lo: float | None = None,
-            hi: float | None = None) -> int:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self._bad(key, "an integer", v)
-        self._range(key, v, lo, hi)
-        return v
-
-    def float(self, key: str, default: Any = _MISSING, lo: float | None = None,
-              hi: float | None = None) -> float:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self._bad(key, "a number", v)
-        self._range(key, v, lo, hi)
-        return float(v)
-
-    def bool(self, key: str, default: Any = _MISSING) -> bool:
-        v = self.raw(key, default)
-        if not isinstance(v, bool):
-            raise self._bad(key, "true or false", v)
-        return v
-
-    def str(self, key: str, default: Any = _MISSING, choices: Sequence[str] | None = None) -> str:
-        v = self.raw(key, default)
-        if not isinstance(v, str):
-            raise self._bad(key, "a string", v)
-        if choices is not None and v not in choices:
-            raise self._bad(key, "one of " + ", ".join(choices), v)
-        return v
-
-    def int_list(self, key: str, default: Any = _MISSING, min_len: int = 1, lo: float | None = None,
-                 hi: float | None = None) -> list[int]:
-        """A list of at least ``min_len`` integers, each in [lo, hi] (e.g. network widths)."""
-        v = self.raw(key, default)
-        if (not isinstance(v, list) or len(v) < min_len
-                or any(isinstance(x, bool) or not isinstance(x, int) for x in v)):
-            raise self._bad(key, f"a list of at least {min_len} integers", v)
-        for x in v:
-            self._range(key, x, lo, hi)
-        return list(v)
-
-    def dict(self, key: str, default: Any = _MISSING) -> dict[str, Any]:
-        v = self.raw(key, default)
-        if not isinstance(v, dict):
-            raise self._bad(key, "a mapping", v)
-        return v
-
-    def _range(self, key: str, v: float, lo: float | None, hi: float | None) -> None:
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            rng = f"in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-            raise self._bad(key, rng, v)
+def typed(data: dict[str, Any], source: str = PARAMS_FILE) -> schema.ParamsFile:
+    """``data`` (a whole params.yaml mapping) validated as :class:`~face2anime.core.schema.ParamsFile`
+    and traced from the top: every value the library reads from it is recorded. Any problem is a
+    one-line :class:`UserError` naming ``source``."""
+    cfg = validate(schema.ParamsFile, data, source)
+    cfg._source = source
+    return schema.traced(cfg, "")
 
 
 def _fields(model: Any) -> list[str]:
@@ -234,9 +144,10 @@ def validate(model: type[BaseModel], data: Any, source: str, prefix: str = "") -
         raise UserError(describe(e, model, source, prefix)) from None
 
 
-def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml against the schema; a missing, malformed or invalid file
-    is a one-line :class:`UserError`."""
+def read_yaml(path: str | os.PathLike = PARAMS_FILE) -> dict[str, Any]:
+    """params.yaml as a plain mapping (not validated); a missing or malformed file is a one-line
+    :class:`UserError`. Only tools that edit params (profiles) want this; stages use
+    :func:`load_params`."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"params file not found: {p}")
@@ -246,8 +157,14 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
         raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise UserError(f"{p}: top level must be a mapping")
-    validate(schema.ParamsFile, data, str(p))
-    return Params(data, str(p))
+    return data
+
+
+def load_params(path: str | os.PathLike = PARAMS_FILE) -> schema.ParamsFile:
+    """Read params.yaml and validate it against the schema: the typed, traced config that a
+    stage hands to the library. A missing, malformed or invalid file is a one-line
+    :class:`UserError`."""
+    return typed(read_yaml(path), str(path))
 
 
 def flat_items(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

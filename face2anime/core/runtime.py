@@ -26,7 +26,7 @@ def load_torch_params(path: "str | os.PathLike[str]") -> "Any":
     from face2anime.core.params import load_params
 
     params = load_params(path)
-    set_threads(params.int("threads"))
+    set_threads(params.threads)
     return params
 
 

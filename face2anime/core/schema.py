@@ -6,9 +6,9 @@ key, the file and the nearest valid name. Fields have **no defaults**: ``params.
 every value (the few optional keys, like a method's ``train:`` overrides, say so). The field
 descriptions are the params reference (``face2anime report`` writes them to docs/params.md).
 
-``load_params`` validates the whole file with :class:`ParamsFile`; stages then hand typed
-sections (``params.section("cyclegan.train")``) to the library, whose attribute reads are
-traced like the dotted getters (see :mod:`face2anime.core.params`).
+``load_params`` validates the whole file with :class:`ParamsFile`; stages hand that typed
+config (or its sections) to the library, and every attribute read from it is recorded (the
+param trace of :mod:`face2anime.core.params`).
 
 This module sits at the bottom of the library: it names choices as literals instead of
 importing them from the modules that implement them (a test checks the two agree).
@@ -38,14 +38,15 @@ class Section(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    _path: str = PrivateAttr("")
+    #: dotted path of a traced section ("" = the whole file); None: not traced
+    _path: Optional[str] = PrivateAttr(None)
 
     def __getattribute__(self, name: str) -> Any:
         value = super().__getattribute__(name)
         if name[:1] != "_" and name in type(self).__pydantic_fields__ and not _is_section(value):
             path = self._path
-            if path:
-                READ.add(f"{path}.{name}")
+            if path is not None:
+                READ.add(f"{path}.{name}" if path else name)
         return value
 
 
@@ -55,16 +56,17 @@ def _is_section(value: Any) -> bool:
 
 
 def traced(section: Any, path: str) -> Any:
-    """``section`` (and every section inside it) marked with its dotted path, so that its
-    reads are recorded; returns it."""
+    """``section`` (and every section inside it) marked with its dotted path (``""`` for the
+    whole file), so that its reads are recorded; returns it."""
     if isinstance(section, Section):
         section._path = path
         for name, value in section.__dict__.items():
+            sub = f"{path}.{name}" if path else name
             if isinstance(value, Section):
-                traced(value, f"{path}.{name}")
+                traced(value, sub)
             elif _is_section(value):
                 for k, v in value.items():
-                    traced(v, f"{path}.{name}.{k}")
+                    traced(v, f"{sub}.{k}")
     return section
 
 
@@ -267,7 +269,10 @@ class Survey(Section):
 
 
 class ParamsFile(Section):
-    """The whole of params.yaml."""
+    """The whole of params.yaml: what :func:`~face2anime.core.params.load_params` returns and
+    stages hand to the library (``params.cam.method``, ``params.cyclegan.methods[name]``)."""
+
+    _source: str = PrivateAttr("params.yaml")
 
     seed: NonNeg = doc("the seed of every random choice")
     device: str = doc("auto, cpu, cuda or cuda:N (auto uses CUDA when present)", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -286,6 +291,20 @@ class ParamsFile(Section):
     evaluate: Evaluate
     compare: Compare
     survey: Survey
+
+    @property
+    def source(self) -> str:
+        """Where the values came from (the params file), for error messages."""
+        return self._source
+
+
+def method_names(params: ParamsFile) -> list[str]:
+    """The configured method names (``cyclegan.methods`` keys, in params order). Recorded as a
+    read of the whole ``cyclegan.methods`` (a stage that reads one entry reads
+    ``params.cyclegan.methods[name]``, which records only that entry's values)."""
+    if params._path is not None:
+        READ.add("cyclegan.methods")
+    return list(params.cyclegan.methods)
 
 
 def model_at(path: str) -> type[Section] | None:

@@ -100,13 +100,10 @@ class AlignConfig:
                 "min_eye_px": self.min_eye_px}
 
     @classmethod
-    def from_params(cls, params: Any) -> "AlignConfig":
-        """Read ``resize.align.*`` from a :class:`~face2anime.core.params.Params`."""
-        return cls(landmarks=params.int("resize.align.landmarks", lo=5, hi=68),
-                   scale=params.float("resize.align.scale", lo=0.3, hi=3.0),
-                   shift=params.float("resize.align.shift", lo=-1.0, hi=1.0),
-                   faces=params.str("resize.align.faces", choices=SELECTIONS),
-                   min_eye_px=params.float("resize.align.min_eye_px", lo=0.0))
+    def from_section(cls, align: Any) -> "AlignConfig":
+        """From the typed ``resize.align`` section (:class:`~face2anime.core.schema.Align`)."""
+        return cls(landmarks=align.landmarks, scale=align.scale, shift=align.shift, faces=align.faces,
+                   min_eye_px=align.min_eye_px)
 
 
 @dataclass

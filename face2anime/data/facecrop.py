@@ -58,16 +58,17 @@ class FaceCropper:
         self._landmarker: Any = None
 
     @classmethod
-    def for_model(cls, config: dict[str, Any], params: Any) -> "FaceCropper":
-        """From a model's config.json; falls back to ``params`` (resize.crop, resize.align.*)."""
+    def for_model(cls, config: dict[str, Any], resize: Any) -> "FaceCropper":
+        """From a model's config.json; falls back to the typed ``resize`` section
+        (:class:`~face2anime.core.schema.Resize`: ``crop``, ``align``)."""
         data = config.get("training_data") or {}
         crop = data.get("crop")
         if crop in CROPS:
             align = AlignConfig(**data["align"]) if crop == "align" and data.get("align") else None
             if crop != "align" or align is not None:
                 return cls(crop, align)
-        crop = params.str("resize.crop", choices=CROPS)
-        return cls(crop, AlignConfig.from_params(params) if crop == "align" else None)
+        crop = resize.crop
+        return cls(crop, AlignConfig.from_section(resize.align) if crop == "align" else None)
 
     def __call__(self, img: Image.Image, size: int, detect: bool = True) -> PhotoFaces:
         """The faces of an RGB photo as ``size`` px crops (``detect=False``: the photo is one)."""

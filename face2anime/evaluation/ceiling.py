@@ -14,24 +14,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from face2anime.core.params import Params
+from face2anime.core.schema import ParamsFile
 
 _SYNTH_ID = re.compile(r"^h(\d{5})$")
 
 
-def ceiling_images(src_rows: pd.DataFrame, params: Params, size: int) -> torch.Tensor | None:
+def ceiling_images(src_rows: pd.DataFrame, params: ParamsFile, size: int) -> torch.Tensor | None:
     """Each synthetic test human rendered as a character (same attributes, hard kind, pose),
     at the download size and then centre-cropped and LANCZOS-resized to ``size`` exactly as
     the resize stage does. None for data that is not the built-in synthetic set."""
-    if params.str("download.source") != "synthetic":
+    if params.download.source != "synthetic":
         return None
     from PIL import Image
 
     from face2anime.data.imageio import square_crop_box
     from face2anime.data.synthetic.render import render_counterpart
 
-    raw_size = params.int("download.synthetic.size", lo=16, hi=1024)
-    seed = params.int("seed", lo=0)
+    raw_size = params.download.synthetic.size
+    seed = params.seed
     out = []
     for rid, kind in zip(src_rows["id"], src_rows["hard_kind"].fillna("") if "hard_kind" in src_rows else [""] * len(src_rows)):
         m = _SYNTH_ID.match(str(rid))

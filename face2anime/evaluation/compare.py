@@ -41,7 +41,8 @@ from rich.console import Console
 
 from face2anime.core.paths import EVAL_DATA_DIR, METRICS_DIR, REPORTS_DIR, RESIZED_DIR, TRANSLATED_DIR
 from face2anime.core.io import rel, save_image, write_json, write_text
-from face2anime.core.params import Params, UserError, flat_items
+from face2anime.core.params import UserError, flat_items
+from face2anime.core.schema import ParamsFile, method_names
 from face2anime.data.images import load_images, load_split, pairs_grid, read_manifest, to_pil
 from face2anime.evaluation import stats
 from face2anime.evaluation.validity import metric_validity, validity_key
@@ -320,18 +321,17 @@ def markdown(table: dict[str, dict], methods: list[str], reference: str, candida
     return "\n".join(lines) + "\n"
 
 
-def compare(params: Params, metrics_dir: Path = METRICS_DIR, data_dir: Path = RESIZED_DIR,
+def compare(params: ParamsFile, metrics_dir: Path = METRICS_DIR, data_dir: Path = RESIZED_DIR,
             translated_dir: Path = TRANSLATED_DIR, reports_dir: Path = REPORTS_DIR,
             eval_data_dir: Path = EVAL_DATA_DIR) -> dict:
-    methods = list(params.dict("cyclegan.methods"))
-    reference = params.str("compare.reference", choices=methods)
-    candidate = params.str("compare.candidate", choices=methods)
-    n_faces = params.int("compare.faces", lo=1)
-    n_boot = params.int("compare.bootstrap", lo=100)
-    n_perm = params.int("compare.permutations", lo=100)
-    seed = params.int("seed", lo=0)
+    methods = method_names(params)
+    cfg = params.compare
+    reference, candidate, n_faces, n_boot = cfg.reference, cfg.candidate, cfg.faces, cfg.bootstrap
+    for key, name in (("reference", reference), ("candidate", candidate)):
+        if name not in methods:
+            raise UserError(f"{params.source}: param 'compare.{key}' must be one of {', '.join(methods)}, got {name!r}")
     run = load_run(methods, metrics_dir, eval_data_dir)
-    table = paired_comparison([run], reference, candidate, n_boot, n_perm, seed)
+    table = paired_comparison([run], reference, candidate, n_boot, cfg.permutations, params.seed)
     write_json(metrics_dir / "compare.json", table)
     md = markdown(table, methods, reference, candidate, run["evals"][reference], n_boot)
     write_text(reports_dir / "compare.md", f"# {candidate} vs {reference}\n\n" + md)

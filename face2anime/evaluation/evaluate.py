@@ -70,7 +70,8 @@ from rich.console import Console
 from face2anime.core.paths import ATTRIBUTES_DIR, CLASSIFIER_DIR, EVAL_DATA_DIR, METRICS_DIR, RESIZED_DIR, TRANSLATED_DIR
 from face2anime.cam.maps import compute_cams
 from face2anime.core.io import atomic_path, save_csv, write_json
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.core.runtime import pick_device
 from face2anime.core.timing import fingerprint
 from face2anime.data.images import load_images, load_split, read_manifest, to_model
@@ -219,16 +220,14 @@ def real_character_sets(manifest: pd.DataFrame, data_dir: Path, classifier_dir: 
     return xt, x, "test"
 
 
-def evaluate(method: str, params: Params, data_dir: Path = RESIZED_DIR, translated_dir: Path = TRANSLATED_DIR,
+def evaluate(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, translated_dir: Path = TRANSLATED_DIR,
              cyclegan_dir: Path = CYCLEGAN_DIR, classifier_dir: Path = CLASSIFIER_DIR,
              attributes_dir: Path = ATTRIBUTES_DIR, metrics_dir: Path = METRICS_DIR,
              eval_data_dir: Path = EVAL_DATA_DIR) -> dict:
-    device = pick_device(params.str("device"))
-    n_subsets = params.int("evaluate.kid_subsets", lo=1)
-    subset_size = params.int("evaluate.kid_subset_size", lo=2)
-    realism_k = params.int("evaluate.realism_k", lo=1)
-    reference_count = params.int("evaluate.reference_count", lo=2)
-    seed = params.int("seed", lo=0)
+    device = pick_device(params.device)
+    cfg = params.evaluate
+    n_subsets, subset_size, realism_k = cfg.kid_subsets, cfg.kid_subset_size, cfg.realism_k
+    reference_count, seed = cfg.reference_count, params.seed
     manifest = read_manifest(data_dir)
     src_rows, src = load_split(manifest, "human", "test", data_dir)
     files = [translated_dir / method / f"{i}.png" for i in src_rows["id"]]

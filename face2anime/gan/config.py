@@ -13,8 +13,8 @@ from typing import Any
 
 
 from face2anime.core.paths import CAM_DIR, SELECT_CSV
-from face2anime.core.params import Params, UserError
-from face2anime.core.schema import Method, Train
+from face2anime.core.params import UserError, validate
+from face2anime.core.schema import Method, ParamsFile, Train, traced
 from face2anime.data.align import AlignConfig
 from face2anime.gan.augment import parse_policy
 
@@ -100,11 +100,6 @@ class TrainConfig:
 EXACT_MODE = {"compile": False, "channels_last": False, "adam": "default", "fuse_passes": False}
 
 
-def method_names(params: Params) -> list[str]:
-    """The configured method names (``cyclegan.methods`` keys), in params order."""
-    return list(params.dict("cyclegan.methods"))
-
-
 #: what a method entry's ``inputs`` (its DVC deps in dvc.yaml) must name for what it reads
 SUBSET_INPUT = {"selected": str(SELECT_CSV)}
 CAM_INPUT = str(CAM_DIR)
@@ -155,46 +150,54 @@ def check_classifier_input(cfg: TrainConfig, entry: Method, where: str) -> None:
                         f"inputs.classifier to data/resized/manifest.csv")
 
 
-def training_data(params: Params) -> dict[str, Any]:
+def training_data(params: ParamsFile) -> dict[str, Any]:
     """Where the training images came from (``download.source``, photo-like rendering) and how
     photos were cropped (``resize.crop``, ``resize.align``), kept in config.json so that
     ``convert`` crops a user's photo the same way and warns when a synthetic-data model meets
     a real photo."""
-    source = params.raw("download.source", None)   # None: unknown (e.g. a library call without it)
-    crop = params.raw("resize.crop", None)
+    source, crop = params.download.source, params.resize.crop
     return {"source": source,
-            "photo_like": source == "synthetic" and params.bool("download.synthetic.photo_like", False),
-            "crop": crop, "align": AlignConfig.from_params(params).to_dict() if crop == "align" else None}
+            "photo_like": source == "synthetic" and params.download.synthetic.photo_like,
+            "crop": crop, "align": AlignConfig.from_section(params.resize.align).to_dict() if crop == "align" else None}
 
 
-def read_config(method: str, params: Params) -> TrainConfig:
-    """Validate the params of ``method``; unknown method or a bad entry -> UserError."""
-    # Only this method's entry is read (the stage declares cyclegan.methods.METHOD as its param);
-    # the list of all methods is read only to word the error for an unknown one.
-    entry = params.raw(f"cyclegan.methods.{method}", None)
-    if entry is None:
-        methods = params.raw("cyclegan.methods", {})
-        raise UserError(f"unknown cyclegan method {method!r}; configured methods: {', '.join(methods) or '(none)'} "
-                        f"(cyclegan.methods in {params.source})")
-    where = f"{params.source}: cyclegan.methods.{method}"
-    m = params.section(f"cyclegan.methods.{method}")
-    check_inputs(method, m, where)
+def method_train(params: ParamsFile, method: str, m: Method) -> Train:
+    """``cyclegan.train`` with the ``train:`` overrides of method entry ``m`` merged in,
+    validated and traced as ``cyclegan.train`` (an unknown or bad override -> UserError)."""
+    base = params.cyclegan.train
     over = dict(m.train)
-    base = params.raw_untraced("cyclegan.train")
+    if not over:
+        return base
+    where = f"{params.source}: cyclegan.methods.{method}"
     unknown = sorted(set(over) - set(Train.model_fields))
     if unknown:
         raise UserError(f"{where}.train: {', '.join(unknown)} not in cyclegan.train "
                         f"(known: {', '.join(Train.model_fields)})")
-    train = params.section("cyclegan.train", {**base, **over} if over else None,
-                           f"{params.source} (cyclegan.methods.{method}.train over cyclegan.train)" if over else None)
+    merged = validate(Train, {**base.model_dump(), **over},
+                      f"{params.source} (cyclegan.methods.{method}.train over cyclegan.train)", "cyclegan.train.")
+    return traced(merged, "cyclegan.train") if base._path is not None else merged
+
+
+def read_config(method: str, params: ParamsFile) -> TrainConfig:
+    """Validate the params of ``method``; unknown method or a bad entry -> UserError."""
+    # Only this method's entry is read (the stage declares cyclegan.methods.METHOD as its param);
+    # the list of all methods is read only to word the error for an unknown one.
+    m = params.cyclegan.methods.get(method)
+    if m is None:
+        methods = list(params.cyclegan.methods)
+        raise UserError(f"unknown cyclegan method {method!r}; configured methods: {', '.join(methods) or '(none)'} "
+                        f"(cyclegan.methods in {params.source})")
+    where = f"{params.source}: cyclegan.methods.{method}"
+    check_inputs(method, m, where)
+    train = method_train(params, method, m)
     try:
         diffaug = ",".join(parse_policy(train.diffaug))
     except ValueError as e:
         raise UserError(f"{params.source}: cyclegan.train.diffaug: {e}") from None
     cfg = TrainConfig.build(
         train, method=method, subset=m.subset, attention=m.attention,
-        seed=params.int("seed") + train.seed, max_images=params.int("select.max_images"), threads=params.int("threads"),
-        share=params.float("select.share"), precision=params.str("precision"), diffaug=diffaug)
+        seed=params.seed + train.seed, max_images=params.select.max_images, threads=params.threads,
+        share=params.select.share, precision=params.precision, diffaug=diffaug)
     check_classifier_input(cfg, m, where)
     if cfg.snapshot == "best" and cfg.val_every == 0:
         raise UserError(f"{params.source}: cyclegan.train.snapshot: best needs validation "

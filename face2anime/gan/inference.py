@@ -15,7 +15,8 @@ from torch import nn
 
 from face2anime.cam.maps import compute_cams, downsample
 from face2anime.core.io import torch_load
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.core.paths import CYCLEGAN_DIR
 from face2anime.core.runtime import autocast, pick_device
 from face2anime.data.images import to_model
@@ -93,10 +94,10 @@ class Translator:
             self.layer = find_layer(self.classifier, cam_layer)
 
     @classmethod
-    def from_params(cls, method: str, params: Params, cyclegan_dir: Path = CYCLEGAN_DIR,
+    def from_params(cls, method: str, params: ParamsFile, cyclegan_dir: Path = CYCLEGAN_DIR,
                     classifier_dir: Path = CLASSIFIER_DIR) -> "Translator":
-        return cls(cyclegan_dir / method, pick_device(params.str("device")), params.str("cam.method"),
-                   params.str("cam.target_layer"), classifier_dir)
+        return cls(cyclegan_dir / method, pick_device(params.device), params.cam.method,
+                   params.cam.target_layer, classifier_dir)
 
     def cams(self, x: torch.Tensor, domain: str) -> torch.Tensor | None:
         """CAMs ``[B, 1, S/4, S/4]`` of uint8 images of ``domain`` for its own class (None without attention)."""

@@ -86,7 +86,8 @@ from face2anime.core.io import (
 )
 from face2anime.core.live import open_live
 from face2anime.core.paths import CAM_DIR, CHECKPOINT_DIR, CLASSIFIER_DIR, CYCLEGAN_DIR, CYCLEGAN_LIVE, RESIZED_DIR, SELECT_CSV
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.core.runtime import (
     pick_device,
     set_threads,
@@ -165,7 +166,7 @@ class _Stop(Exception):
 
 
 # --------------------------------------------------------------------------- training
-def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Path = CAM_DIR,
+def train(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, cam_dir: Path = CAM_DIR,
           select_csv: Path = SELECT_CSV, out_dir: Path | None = None, live_dir: Path | None = None,
           ckpt_dir: Path | None = None, progress: bool = True, classifier_dir: Path = CLASSIFIER_DIR,
           _stop_after_epochs: int | None = None) -> dict[str, Any]:
@@ -179,7 +180,7 @@ def train(method: str, params: Params, data_dir: Path = RESIZED_DIR, cam_dir: Pa
     if cfg.batch_size % world.size:
         raise UserError(f"cyclegan.train.batch_size ({cfg.batch_size}) is the global batch: it must be a "
                         f"multiple of the {world.size} training processes")
-    device = distributed.init(world, pick_device(params.str("device", "auto")))
+    device = distributed.init(world, pick_device(params.device))
     out_dir = out_dir or CYCLEGAN_DIR / method
     live_dir = live_dir or CYCLEGAN_LIVE / method
     ckpt_dir = ckpt_dir or CHECKPOINT_DIR / method

@@ -12,14 +12,14 @@ from rich.console import Console
 
 from face2anime.core.paths import REPORTS_DIR, RESIZED_DIR, TRANSLATED_DIR
 from face2anime.core.io import rel, replace_dir, save_image, staging_dir
-from face2anime.core.params import Params
+from face2anime.core.schema import ParamsFile
 from face2anime.data.images import load_split, pairs_grid, read_manifest, to_pil, to_uint8
 from face2anime.gan.inference import CYCLEGAN_DIR, Translator
 
 
-def translate(method: str, params: Params, data_dir: Path = RESIZED_DIR, out_root: Path = TRANSLATED_DIR,
+def translate(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, out_root: Path = TRANSLATED_DIR,
               cyclegan_dir: Path = CYCLEGAN_DIR, reports_dir: Path = REPORTS_DIR) -> Path:
-    grid_count = params.int("translate.grid_count", lo=1)
+    grid_count = params.translate.grid_count
     translator = Translator.from_params(method, params, cyclegan_dir)
     rows, x = load_split(read_manifest(data_dir), "human", "test", data_dir)
     fake = to_uint8(translator.to_character(x))

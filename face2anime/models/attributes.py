@@ -23,9 +23,9 @@ from rich.console import Console
 
 from face2anime.core.paths import ATTRIBUTES_DIR, METRICS_DIR, RESIZED_DIR
 from face2anime.core.io import torch_load, torch_save, write_json
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.core.runtime import (
-    PRECISIONS,
     pick_device,
     resolve_precision,
     seed_everything,
@@ -88,14 +88,12 @@ def chance(target: dict[str, torch.Tensor], n_values: dict[str, int]) -> dict[st
     return {"majority": maj, "uniform": uni}
 
 
-def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = ATTRIBUTES_DIR,
+def train_attributes(params: ParamsFile, data_dir: Path = RESIZED_DIR, model_dir: Path = ATTRIBUTES_DIR,
                      metrics_path: Path = METRICS_DIR / "attributes.json") -> dict:
-    device = pick_device(params.str("device"))
-    epochs = params.int("attributes.epochs", lo=1)
-    batch_size = params.int("attributes.batch_size", lo=1)
-    lr = params.float("attributes.lr", lo=0.0)
-    widths = params.int_list("attributes.widths", lo=1, hi=4096)
-    seed = params.int("seed", lo=0) + SEED_OFFSET
+    device = pick_device(params.device)
+    cfg = params.attributes
+    epochs, batch_size, lr, widths = cfg.epochs, cfg.batch_size, cfg.lr, list(cfg.widths)
+    seed = params.seed + SEED_OFFSET
     manifest = read_manifest(data_dir)
     attrs = attribute_columns(manifest)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +104,7 @@ def train_attributes(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Pa
         Console().print("train_attributes: no attribute labels in this data; preservation will be null")
         return metrics
     seed_everything(seed)
-    precision = params.str("precision", choices=PRECISIONS)
+    precision = params.precision
     rows, x = load_split(manifest, "character", "train", data_dir)
     trows, xt = load_split(manifest, "character", "test", data_dir)
     y, yt = encode(rows, attrs), encode(trows, attrs)

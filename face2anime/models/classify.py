@@ -40,9 +40,9 @@ from face2anime.core.io import (
     write_json,
 )
 from face2anime.core.live import open_live
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.core.runtime import (
-    PRECISIONS,
     autocast,
     pick_device,
     resolve_precision,
@@ -50,7 +50,7 @@ from face2anime.core.runtime import (
 )
 from face2anime.data.images import load_split, read_manifest, to_model
 from face2anime.data.ops import gaussian_blur
-from face2anime.models.classifiers import ARCHS, build_classifier
+from face2anime.models.classifiers import build_classifier
 
 LABELS = {"human": 0, "character": 1}
 #: the judge's third class (``judge.junk > 0``): neither a human nor a character
@@ -179,23 +179,21 @@ def load_domain_pair(manifest, split: str, data_dir: Path) -> tuple[torch.Tensor
     return torch.cat([xh, xc]), y, list(rh["id"]) + list(rc["id"])
 
 
-def classifier_config(params: Params, role: str) -> dict:
-    """Validated training config of ``role`` (classifier | judge) from params."""
-    k = role
+def classifier_config(params: ParamsFile, role: str) -> dict:
+    """The training config of ``role`` (classifier | judge) from the typed params. The guiding
+    classifier trains on the whole train split without degradation (``train_share`` 1,
+    ``degrade`` 0: the judge's own params)."""
+    c = params.judge if role == "judge" else params.classifier
+    judge = role == "judge"
     return {
-        "arch": params.str(f"{k}.arch", choices=ARCHS),
-        "widths": params.int_list(f"{k}.widths", lo=1, hi=4096),
-        "dropout": params.float(f"{k}.dropout", 0.0, lo=0.0, hi=0.9),
-        "epochs": params.int(f"{k}.epochs", lo=1),
-        "batch_size": params.int(f"{k}.batch_size", lo=1),
-        "lr": params.float(f"{k}.lr", lo=0.0),
-        "train_share": params.float(f"{k}.train_share", 1.0, lo=0.1, hi=1.0),
-        "degrade": params.float(f"{k}.degrade", 0.0, lo=0.0, hi=1.0),
-        "pretrained": params.str(f"{k}.pretrained", ""),
-        "seed": params.int("seed", lo=0) + SEED_OFFSETS[role],
-        "precision": params.str("precision", choices=PRECISIONS),
-        **({"junk": params.float("judge.junk", 0.0, lo=0.0, hi=2.0),
-            "degrade_hue": params.float("judge.degrade_hue", 0.0, lo=0.0, hi=0.5)} if role == "judge" else {}),
+        "arch": c.arch, "widths": list(c.widths), "dropout": c.dropout, "epochs": c.epochs,
+        "batch_size": c.batch_size, "lr": c.lr,
+        "train_share": c.train_share if judge else 1.0,
+        "degrade": c.degrade if judge else 0.0,
+        "pretrained": c.pretrained,
+        "seed": params.seed + SEED_OFFSETS[role],
+        "precision": params.precision,
+        **({"junk": c.junk, "degrade_hue": c.degrade_hue} if judge else {}),
     }
 
 
@@ -316,10 +314,10 @@ def load_classifier(role: str, model_dir: Path = CLASSIFIER_DIR, device: str | t
     return model.to(device).eval()
 
 
-def train_classifiers(params: Params, data_dir: Path = RESIZED_DIR, model_dir: Path = CLASSIFIER_DIR,
+def train_classifiers(params: ParamsFile, data_dir: Path = RESIZED_DIR, model_dir: Path = CLASSIFIER_DIR,
                       metrics_dir: Path = METRICS_DIR) -> dict:
     """Train the guiding classifier and the judge; return both metrics dicts."""
-    device = pick_device(params.str("device"))
+    device = pick_device(params.device)
     cfgs = {role: classifier_config(params, role) for role in ("classifier", "judge")}
     manifest = read_manifest(data_dir)
     return {role: train_one(role, cfg, manifest, data_dir, model_dir, metrics_dir, device)

@@ -16,13 +16,14 @@ from rich.console import Console
 
 from face2anime.core.paths import CONTACT_SHEET, METRICS_DIR, RAW_DIR
 from face2anime.core.io import rel, save_csv, write_json
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 
 SOURCES = ("synthetic", "ffhq", "animeface", "selfie2anime", "local")
 DOWNLOAD_CACHE = Path(".downloads")  # resumable partial downloads; not a DVC output
 
 
-def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONTACT_SHEET,
+def download(params: ParamsFile, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONTACT_SHEET,
              cache_dir: Path = DOWNLOAD_CACHE, metrics_path: Path = METRICS_DIR / "download.json",
              progress: bool = True) -> pd.DataFrame:
     """Fill ``raw_dir`` from ``download.source`` and return the manifest it wrote.
@@ -31,8 +32,8 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
     (relative to ``raw_dir``), ``aligned`` and ``clean``; synthetic data adds its ground-truth
     attributes, ``hard_kind`` and normalised part boxes ``{leye,reye,mouth,nose}_{x0,y0,x1,y1}``.
     """
-    source = params.str("download.source", choices=SOURCES)
-    seed = params.int("seed", lo=0)
+    cfg = params.download
+    source, seed = cfg.source, params.seed
     staging = raw_dir.with_name(raw_dir.name + ".incoming")
     if staging.exists():
         shutil.rmtree(staging)
@@ -42,22 +43,22 @@ def download(params: Params, raw_dir: Path = RAW_DIR, contact_sheet: Path = CONT
 
         manifest = generate(
             staging,
-            n_human=params.int("download.synthetic.n_human", lo=2),
-            n_character=params.int("download.synthetic.n_character", lo=2),
-            size=params.int("download.synthetic.size", lo=16, hi=1024),
-            hard_share=params.float("download.synthetic.hard_share", lo=0.0, hi=1.0),
-            hard_share_character=params.float("download.synthetic.hard_share_character", 0.0, lo=0.0, hi=1.0),
+            n_human=cfg.synthetic.n_human,
+            n_character=cfg.synthetic.n_character,
+            size=cfg.synthetic.size,
+            hard_share=cfg.synthetic.hard_share,
+            hard_share_character=cfg.synthetic.hard_share_character,
             seed=seed,
             progress=progress,
         )
         manifest["aligned"] = True
         report: dict = {"source": source}
-        if params.bool("download.synthetic.photo_like", False):
+        if cfg.synthetic.photo_like:
             report["photo_like"] = make_photo_like(manifest, staging, seed, progress)
     else:
         from face2anime.sources import realdata
 
-        manifest = realdata.collect(source, params.dict("download"), staging, cache_dir, progress=progress)
+        manifest = realdata.collect(source, cfg, staging, cache_dir, progress=progress)
         report = dict(manifest.attrs.get("collect_report", {"source": source}))
     counts = manifest["domain"].value_counts()
     for domain in ("human", "character"):

@@ -40,7 +40,8 @@ import pandas as pd
 from rich.console import Console
 
 from face2anime.core.io import INPUTS_DIR, inside_inputs
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import Download
 from face2anime.sources import archive, fetch
 from face2anime.sources import registry as sources
 
@@ -65,9 +66,9 @@ class _Item:
 
 @dataclass
 class _Ctx:
-    """Everything a gatherer needs: validated params, folders, limits, counters."""
+    """Everything a gatherer needs: the typed ``download`` params, folders, limits, counters."""
 
-    p: Params
+    p: Download
     staging: Path
     cache_dir: Path
     out_dir: Path
@@ -79,9 +80,7 @@ class _Ctx:
         return fetch.download(
             url, dest, sha256=spec.sha256 if spec else None, md5=spec.md5 if spec else None,
             size=spec.size if spec else None,
-            retries=self.p.int("download.retries", 4, lo=0, hi=100),
-            backoff=self.p.float("download.backoff", 1.0, lo=0, hi=600),
-            timeout=self.p.float("download.timeout", 30, lo=1, hi=3600),
+            retries=self.p.retries, backoff=self.p.backoff, timeout=self.p.timeout,
             progress=self.progress if progress is None else progress)
 
     def extract(self, path: Path, keep: set[str], label: str) -> Path:
@@ -108,17 +107,14 @@ class _Ctx:
 
     @property
     def max_bytes(self) -> int:
-        return self.p.int("download.max_extract_bytes", archive.DEFAULT_MAX_BYTES, lo=1)
+        return self.p.max_extract_bytes
 
     @property
     def max_entries(self) -> int:
-        return self.p.int("download.max_entries", archive.DEFAULT_MAX_ENTRIES, lo=1)
+        return self.p.max_entries
 
     def urls(self) -> dict[str, Any]:
-        u = self.p.raw("download.urls", {}) or {}
-        if not isinstance(u, dict):
-            raise UserError(f"param 'download.urls' must be a mapping, got {u!r}")
-        return u
+        return dict(self.p.urls)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -138,23 +134,12 @@ def choose(names: list[str], count: int) -> list[str]:
     return sorted(ranked[:count])
 
 
-def _domain_plan(source: str, p: Params) -> dict[str, str]:
+def _domain_plan(source: str, p: Download) -> dict[str, str]:
     if source == "ffhq":
-        return {"human": "ffhq",
-                "character": p.str("download.ffhq.character", "animeface",
-                                   choices=("animeface", "selfie2anime", "local"))}
+        return {"human": "ffhq", "character": p.ffhq.character}
     if source == "animeface":
-        return {"human": p.str("download.animeface.human", "ffhq",
-                               choices=("ffhq", "selfie2anime", "local")),
-                "character": "animeface"}
+        return {"human": p.animeface.human, "character": "animeface"}
     return {"human": source, "character": source}
-
-
-def _count(p: Params, key: str, default: int) -> int:
-    v = p.raw(key, default)
-    if v is None:
-        return 0
-    return p.int(key, default, lo=0)
 
 
 # --------------------------------------------------------------------------- gatherers
@@ -191,7 +176,7 @@ def _gather_selfie2anime(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]
                 return _SELFIE_DIRS[part.lower()]
         return None
 
-    count = _count(ctx.p, "download.selfie2anime.count", 0)
+    count = ctx.p.selfie2anime.count
     return _gather_archive(ctx, path, spec.url, route, domains, count, {"human": True, "character": True})
 
 
@@ -203,7 +188,7 @@ def _gather_animeface(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]]:
         parts = PurePosixPath(name).parts
         return "character" if "thumb" in parts[:-2] else None
 
-    count = _count(ctx.p, "download.animeface.count", 1000)
+    count = ctx.p.animeface.count
     return _gather_archive(ctx, path, spec.url, route, ["character"], count, {"character": True})
 
 
@@ -237,10 +222,7 @@ def load_ffhq_records(json_path: Path, variant: str) -> list[tuple[int, dict[str
 
 
 def _gather_ffhq(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]]:
-    p = ctx.p
-    count = p.int("download.ffhq.count", 1000, lo=1, hi=70000)
-    variant = p.str("download.ffhq.variant", "thumbs128", choices=tuple(FFHQ_VARIANTS))
-    workers = p.int("download.ffhq.workers", 4, lo=1, hi=64)
+    count, variant, workers = ctx.p.ffhq.count, ctx.p.ffhq.variant, ctx.p.ffhq.workers
     urls = ctx.urls()
     spec = sources.resolve("ffhq_json", urls)
     json_path = ctx.fetch(spec.url, ctx.cache_dir / "ffhq" / spec.filename, spec)
@@ -277,14 +259,11 @@ def _gather_ffhq(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]]:
 
 def _resolve_local_spec(ctx: _Ctx, domain: str) -> tuple[Path, str]:
     key = f"download.local.{domain}"
-    spec = ctx.p.raw(key, None)
-    if spec is None or spec == "":
+    spec = getattr(ctx.p.local, domain)
+    if spec == "":
         raise UserError(f"param '{key}' is not set: point it at a folder, zip/tar archive or file:// URL of "
                         f"{'face photos' if domain == 'human' else 'anime face images'} "
                         f"(e.g. dvc exp run -S download.source=local -S {key}=/path/to/dir)")
-    if not isinstance(spec, (str, os.PathLike)):
-        raise UserError(f"param '{key}' must be a path or URL string, got {spec!r}")
-    spec = os.fspath(spec)
     path = fetch.local_path(spec)
     if path is None:  # http(s): fetch once into the cache, unverified (no checksum known)
         name = PurePosixPath(spec.split("?")[0]).name or "download"
@@ -306,10 +285,10 @@ def _resolve_local_spec(ctx: _Ctx, domain: str) -> tuple[Path, str]:
 
 
 def _gather_local(ctx: _Ctx, domains: list[str]) -> dict[str, list[_Item]]:
-    count = _count(ctx.p, "download.local.count", 0)
+    count = ctx.p.local.count
     out: dict[str, list[_Item]] = {}
     for d in domains:
-        aligned = ctx.p.bool(f"download.local.{d}_aligned", d == "character")
+        aligned = getattr(ctx.p.local, f"{d}_aligned")
         path, label = _resolve_local_spec(ctx, d)
         if path.is_dir():
             names = []
@@ -347,11 +326,11 @@ _GATHERERS: dict[str, Callable[[_Ctx, list[str]], dict[str, list[_Item]]]] = {
 
 
 # --------------------------------------------------------------------------- public API
-def collect(source: str, cfg: dict[str, Any], out_dir: Path, cache_dir: Path,
+def collect(source: str, cfg: Download, out_dir: Path, cache_dir: Path,
             progress: bool = True) -> pd.DataFrame:
     """Materialise ``source``'s images into ``out_dir/{human,character}/`` and return the manifest.
 
-    ``cfg`` is params.yaml's ``download`` mapping. Returns one row per image with columns
+    ``cfg`` is the typed ``download`` section of params.yaml. Returns one row per image with columns
     ``id`` (``<domain>_<NNNNNN>``), ``domain``, ``file`` (POSIX path relative to
     ``out_dir``), ``origin`` (URL, ``archive!member`` or path), ``aligned`` (bool) and
     ``clean`` (None: unknown). ``df.attrs["collect_report"]`` holds counts for metrics:
@@ -361,9 +340,7 @@ def collect(source: str, cfg: dict[str, Any], out_dir: Path, cache_dir: Path,
     """
     if source not in SOURCES:
         raise UserError(f"download.source '{source}' is not a real-data source (one of {', '.join(SOURCES)})")
-    if cfg is not None and not isinstance(cfg, dict):
-        raise UserError(f"param 'download' must be a mapping, got {cfg!r}")
-    p = Params({"download": cfg or {}})
+    p = cfg
     plan = _domain_plan(source, p)
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

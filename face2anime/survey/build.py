@@ -29,7 +29,8 @@ from rich.console import Console
 
 from face2anime.core.paths import RESIZED_DIR, TRANSLATED_DIR
 from face2anime.core.io import rel, write_json
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile, method_names
 from face2anime.survey.items import (
     ITEMS_DIR,
     ITEMS_FILE,
@@ -113,15 +114,13 @@ def build_items(methods: list[str], faces: int, pairwise: bool, seed: int, sourc
     return key
 
 
-def run_survey_items(params: Params, data_dir: Path = RESIZED_DIR,
+def run_survey_items(params: ParamsFile, data_dir: Path = RESIZED_DIR,
                      translated_root: Path = TRANSLATED_DIR, out_dir: Path = ITEMS_DIR,
                      key_file: Path = KEY_FILE) -> dict[str, Any]:
     from face2anime.data.images import read_manifest, rows
 
-    seed = params.int("seed")
-    methods = list(params.dict("cyclegan.methods"))
-    faces = params.int("survey.faces", lo=1)
-    pairwise = params.bool("survey.pairwise")
+    seed, methods = params.seed, method_names(params)
+    faces, pairwise = params.survey.faces, params.survey.pairwise
     test = rows(read_manifest(data_dir), "human", "test")
     sources = {str(i): data_dir / f for i, f in zip(test["id"], test["file"])}
     key = build_items(methods, faces, pairwise, seed, sources, translated_root, out_dir, key_file)

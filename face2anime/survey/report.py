@@ -22,7 +22,8 @@ from rich.console import Console
 
 from face2anime.core.paths import SURVEY_JSON, SURVEY_MD, SURVEY_PNG
 from face2anime.core.io import atomic_path, rel, write_json, write_text
-from face2anime.core.params import Params, UserError
+from face2anime.core.params import UserError
+from face2anime.core.schema import ParamsFile
 from face2anime.survey.items import KEY_FILE, QUESTIONS
 from face2anime.survey.responses import RESPONSES_FILE, SAME, read_responses
 from face2anime.survey.stats import krippendorff_alpha, mean_ci, paired, sign_test_p
@@ -219,10 +220,9 @@ def plot(s: dict[str, Any], path: Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def run_survey_report(params: Params, responses: Path = RESPONSES_FILE, key_file: Path = KEY_FILE,
+def run_survey_report(params: ParamsFile, responses: Path = RESPONSES_FILE, key_file: Path = KEY_FILE,
                       out_json: Path = SURVEY_JSON, out_md: Path = SURVEY_MD, out_png: Path = SURVEY_PNG) -> dict:
-    n_boot = params.int("survey.bootstrap", lo=100)
-    seed = params.int("seed")
+    n_boot, seed = params.survey.bootstrap, params.seed
     key = load_key(key_file)
     rows, dropped = read_responses(responses)
     s = summarise(rows, key, n_boot, seed)

@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from face2anime.core.params import UserError
+from face2anime.core.schema import method_names
 from face2anime.core.paths import ONNX_DIR
 from face2anime.data.imageio import BadImage, load_rgb
 
@@ -150,7 +151,7 @@ class Converter:
 
     def methods(self) -> list[str]:
         try:
-            order = list(self.params().dict("cyclegan.methods"))
+            order = method_names(self.params())
         except UserError:  # a missing or odd params file only loses the ordering
             order = []
         if self.backend == "onnx":   # the exported methods (models/onnx/METHOD.onnx + METHOD.json)
@@ -160,7 +161,7 @@ class Converter:
 
     def data_source(self) -> str | None:
         try:
-            return self.params().str("download.source")
+            return self.params().download.source
         except UserError:
             return None
 
@@ -219,7 +220,7 @@ class Converter:
         mtime = cfg.stat().st_mtime
         if self._cam is None or self._cam[0] != mtime:
             model = load_classifier("classifier", self.classifier_dir, "cpu")
-            self._cam = (mtime, model, find_layer(model, params.str("cam.target_layer")))
+            self._cam = (mtime, model, find_layer(model, params.cam.target_layer))
         return self._cam[1], self._cam[2]
 
     def convert(self, data: bytes, detect: bool = True) -> Result:
@@ -237,7 +238,7 @@ class Converter:
             translators = {m: self._translator(m, params) for m in methods}
             size = next(iter(translators.values())).size
             first = next(iter(translators.values()))
-            found = FaceCropper.for_model(first.config, params)(img, size, detect)
+            found = FaceCropper.for_model(first.config, params.resize)(img, size, detect)
             if not found.faces:
                 small = f" ({found.too_small} too small to convert)" if found.too_small else ""
                 raise UploadRefused(422, f"no face found in the photo{small}; if it already is a face crop, "
@@ -265,7 +266,7 @@ class Converter:
                 from face2anime.models.classify import LABELS
 
                 cams = compute_cams(cam_model[0], cam_model[1], torch.from_numpy(as_batch([face], size)),
-                                    LABELS["human"], params.str("cam.method"), require_signal=False)
+                                    LABELS["human"], params.cam.method, require_signal=False)
                 rgb = np.asarray(face, dtype=np.float32) / 255.0
                 result.cam = png(Image.fromarray(show_cam_on_image(rgb, cams[0], use_rgb=True, image_weight=0.6)))
         return result
