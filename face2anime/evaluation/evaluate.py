@@ -342,6 +342,11 @@ def print_summary(m: dict) -> None:
     refs = m["references"]
     con.print("  floors (char_rate): " + ", ".join(f"{r} {v['char_rate']:.2f}" for r, v in refs.items())
               + (f"; ceiling {m['ceiling']['char_rate']:.2f}" if m["ceiling"] else ""), highlight=False)
+    inc = m["inception"]
+    con.print("  inception: " + (f"kid x100 {inc['kid']['x100']:.2f}, fid {inc['fid']['value']:.1f}, mean_kid_ugatit "
+                                 f"x100 {inc['mean_kid_ugatit']['x100']:.2f} ({inc['kid']['n_fake']} translations)"
+                                 if inc["computed"] else "not computed (evaluate.inception_weights is off)"),
+              highlight=False)
     bad = [k for k, v in m["valid"].items() if not v["ok"]]
     con.print("  valid: " + ", ".join(f"{k} {'ok' if v['ok'] else 'NO'}" for k, v in m["valid"].items())
               + ("  (reasons in valid.*.reasons)" if bad else ""), highlight=False)
