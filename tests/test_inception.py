@@ -254,3 +254,19 @@ def test_committed_params_are_off_and_the_stage_declares_the_input() -> None:
     assert "${evaluate.inputs.inception}" in stage["deps"]
     assert "face2anime/evaluation/inception.py" in stage["deps"]
     assert "evaluate" in stage["params"]
+
+
+def test_compare_lists_the_values_lower_is_better_without_counts_or_spreads() -> None:
+    from face2anime.evaluation.compare import LOWER_IS_BETTER, paired_comparison
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(30, 8, generator=g)
+    entries = {m: inc.inception_scores(torch.randn(30, 8, generator=g) + shift, real, real, 3, 10, 0)
+               for m, shift in (("baseline", 1.0), ("proposed", 0.2))}
+    table = paired_comparison([{"evals": {m: {"inception": e} for m, e in entries.items()}, "tables": {}}],
+                              "baseline", "proposed", n_boot=100, n_perm=100)
+    listed = {k for k in table if k.startswith("inception.")}
+    assert {"inception.kid.mean", "inception.fid.value", "inception.mean_kid_ugatit.mean"} <= listed
+    assert not any(k.endswith(("std", "n_fake", "n_real", "n_source", "subsets", "subset_size")) for k in listed)
+    assert all(k in LOWER_IS_BETTER for k in listed)
+    assert table["inception.kid.mean"]["verdict"] == "not tested: no per-image values"
