@@ -247,11 +247,22 @@ class Translate(Section):
     grid_count: Positive = doc("test faces shown in reports/translate_METHOD.png")
 
 
+class EvaluateInputs(Section):
+    inception: str = doc("the file evaluate reads for the Inception metrics (its DVC dep): evaluate.inception_weights "
+                         "when set, else data/resized/manifest.csv (read anyway: stands for nothing)")
+
+
 class Evaluate(Section):
     kid_subsets: Positive = doc("KID subsets")
     kid_subset_size: int = doc("images per KID subset", ge=2)
     reference_count: int = doc("floors are scored on at most this many test sources", ge=2)
     realism_k: Positive = doc("k of the k-NN realism score in the judge's feature space")
+    inception_weights: str = doc(
+        "local copy of pytorch-fid's FID Inception weights pt_inception-2015-12-05-6726825d.pth (e.g. "
+        "inputs/pt_inception-2015-12-05-6726825d.pth; never downloaded) for plain Inception KID and FID; '' = off")
+    inception_kid_subset_size: int = doc("images per subset of the Inception KID (capped at the image count; "
+                                         "torch-fidelity: 1000)", ge=2)
+    inputs: EvaluateInputs
 
 
 class Compare(Section):

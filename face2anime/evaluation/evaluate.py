@@ -34,6 +34,10 @@ the ceiling in :mod:`~face2anime.evaluation.ceiling` and the validity rules in
   manifold).
 - ``cycle_l1``: mean |G_YX(G_XY(x)) - x| on test images, images in [-1, 1] as in the loss.
 - ``train_seconds`` / ``train_images_per_s`` copied from the training summary.
+- ``inception``: plain Inception KID and FID (translations vs real character test images) and
+  U-GAT-IT's two-domain ``mean_kid_ugatit``, in the FID Inception-v3's feature space: numbers
+  comparable with papers, only with local weights (``evaluate.inception_weights``); otherwise
+  ``{computed: false, reason}`` (:mod:`face2anime.evaluation.inception`).
 - ``references``: the same metrics for degenerate "translations" of the same sources (the
   first ``evaluate.reference_count`` of them by id: floors need no large test set)
   (:func:`face2anime.evaluation.references.references`): ``noise``, ``grey``, ``source`` (no
@@ -76,6 +80,7 @@ from face2anime.core.runtime import pick_device
 from face2anime.core.timing import fingerprint
 from face2anime.data.images import load_images, load_split, read_manifest, to_model
 from face2anime.evaluation.ceiling import ceiling_images, of_ceiling
+from face2anime.evaluation.inception import check_input, inception_metrics
 from face2anime.evaluation.measures import (
     char_rate_by_kind,
     cycle_l1,
@@ -228,6 +233,7 @@ def evaluate(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, tran
     cfg = params.evaluate
     n_subsets, subset_size, realism_k = cfg.kid_subsets, cfg.kid_subset_size, cfg.realism_k
     reference_count, seed = cfg.reference_count, params.seed
+    check_input(cfg, params.source)    # the Inception weights' DVC dep, before the long scoring
     manifest = read_manifest(data_dir)
     src_rows, src = load_split(manifest, "human", "test", data_dir)
     files = [translated_dir / method / f"{i}.png" for i in src_rows["id"]]
@@ -301,6 +307,7 @@ def evaluate(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, tran
     m["ceiling"] = ceil
     m["of_ceiling"] = of_ceiling(m, ceil) if ceil is not None else None
     m["valid"] = validity(refs, frames, ap["chance"] if ap else None, seed)
+    m["inception"] = inception_metrics(cfg, fake, real_char, src, seed, device)
 
     per_image = pd.concat([src_rows[["id"]].reset_index(drop=True),
                            pd.DataFrame({"clean": src_rows["clean"].to_numpy() if "clean" in src_rows else None,
@@ -331,6 +338,11 @@ def print_summary(m: dict) -> None:
     refs = m["references"]
     con.print("  floors (char_rate): " + ", ".join(f"{r} {v['char_rate']:.2f}" for r, v in refs.items())
               + (f"; ceiling {m['ceiling']['char_rate']:.2f}" if m["ceiling"] else ""), highlight=False)
+    inc = m["inception"]
+    con.print("  inception: " + (f"kid x100 {inc['kid']['x100']:.2f}, fid {inc['fid']['value']:.1f}, mean_kid_ugatit "
+                                 f"x100 {inc['mean_kid_ugatit']['x100']:.2f} ({inc['kid']['n_fake']} translations)"
+                                 if inc["computed"] else "not computed (evaluate.inception_weights is off)"),
+              highlight=False)
     bad = [k for k, v in m["valid"].items() if not v["ok"]]
     con.print("  valid: " + ", ".join(f"{k} {'ok' if v['ok'] else 'NO'}" for k, v in m["valid"].items())
               + ("  (reasons in valid.*.reasons)" if bad else ""), highlight=False)
