@@ -15,9 +15,9 @@ import typer
 
 from face2anime.core.params import UserError
 from face2anime.core.runtime import load_torch_params
-from face2anime.core.timing import count_images
+from face2anime.core.timing import count_images, note
 from face2anime.gan import distributed
-from face2anime.gan.config import read_config
+from face2anime.gan.config import TIMINGS_FILE, read_config
 from face2anime.core.paths import CYCLEGAN_LIVE
 from face2anime.gan.train import train
 
@@ -32,7 +32,8 @@ def main(method: str = typer.Argument(..., help="an entry of cyclegan.methods (b
         if status != 0:
             raise UserError(f"train_cyclegan[{method}]: torchrun with {nproc} processes failed (exit {status}); "
                             "see its log above")
-        summary = json.loads((CYCLEGAN_LIVE / method / "metrics.json").read_text())
+        summary = json.loads((CYCLEGAN_LIVE / method / TIMINGS_FILE).read_text())
+        note(**summary)
     else:
         summary = train(method, p, progress=sys.stderr.isatty())
     count_images(round(summary["images_per_s"] * summary["train_seconds"]))

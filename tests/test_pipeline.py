@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import BIN, run
 from goldenutil import check_golden
 from test_dvc_deps import check_file_trace, check_param_trace
 
-from face2anime.core.params import TRACE_ENV
+from face2anime.core.params import TRACE_ENV, flat_items
 
 DVC = str(BIN / "dvc")
 
@@ -97,6 +98,14 @@ def test_dvc_repro_end_to_end_then_select_threshold_scope(project: Path, tmp_pat
         t = json.loads((project / "metrics" / "stages" / f"{name}.json").read_text())
         assert t["stage"] == name and t["wall_seconds"] > 0 and t["peak_rss_mb"] > 50, t
     assert json.loads((project / "metrics/stages/translate@proposed.json").read_text())["images"] == 6
+    t = json.loads((project / "metrics/stages/train_cyclegan@proposed.json").read_text())
+    assert t["train_seconds"] > 0 and t["images_per_s"] > 0 and "judge_train_seconds" in json.loads(
+        (project / "metrics/stages/train_classifier.json").read_text())
+    # ... and only there: no DVC metric is a timing (they change from run to run, so `dvc metrics
+    # diff` after a re-run on the same machine shows nothing)
+    shown = json.loads(run([DVC, "metrics", "show", "--json"], project).stdout)
+    keys = [k for ws in shown.values() for f in ws["data"].values() for k in flat_items(f.get("data") or {})]
+    assert len(keys) > 100 and not [k for k in keys if "seconds" in k or "per_s" in k or "rss" in k], keys
 
     # every stage recorded what `precision: auto` resolved to on this machine
     for f in ("classifier.json", "judge.json", "attributes.json", "cyclegan/proposed/metrics.json"):

@@ -3,7 +3,13 @@
 The CLI times every stage command and writes ``metrics/stages/NAME.json`` (``NAME`` is the
 stage's DVC name: ``train_cyclegan@baseline``...) when it succeeds. A stage reports how many
 images it processed with :func:`count_images`; the unit is the stage's natural one (images
-generated, resized, CAM'd, translated, evaluated; for training stages, images seen).
+generated, resized, CAM'd, translated, evaluated; for training stages, images seen). Timings
+of its own (a training loop's seconds and images/s) go in the same file with :func:`note`.
+
+Timings change from run to run on one machine, so they live only here: these files are
+plain outputs in dvc.yaml, not DVC metrics, and no metrics file holds a timing (a clean
+clone's ``dvc repro`` then changes no metric on the committed fingerprint, and
+``dvc metrics diff`` shows results only).
 """
 from __future__ import annotations
 
@@ -20,11 +26,17 @@ from face2anime.core.paths import STAGES_DIR
 from face2anime.core.io import write_json
 
 _images: list[int] = []
+_notes: dict[str, Any] = {}
 
 
 def count_images(n: int) -> None:
     """Add ``n`` to the images this process's stage processed."""
     _images.append(int(n))
+
+
+def note(**timings: Any) -> None:
+    """Record timings of the stage's own (``train_seconds=...``) in its ``metrics/stages`` file."""
+    _notes.update(timings)
 
 
 #: CPU features that change which kernels (and so which bits) torch uses
@@ -68,6 +80,7 @@ class StageTimer:
         self.name = name
         self.t0, self.c0 = time.perf_counter(), time.process_time()
         _images.clear()
+        _notes.clear()
 
     def result(self) -> dict:
         wall = time.perf_counter() - self.t0
@@ -76,7 +89,7 @@ class StageTimer:
                 "cpu_seconds": round(time.process_time() - self.c0, 2),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "images": images, "images_per_s": None if images is None else round(images / max(wall, 1e-9), 2),
-                "machine": fingerprint()}
+                **_notes, "machine": fingerprint()}
 
     def write(self, stages_dir: Path = STAGES_DIR) -> dict:
         r = self.result()

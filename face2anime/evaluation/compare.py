@@ -51,10 +51,9 @@ from face2anime.evaluation.validity import metric_validity, validity_key
 LOWER_IS_BETTER = ("kid_judge.mean", "cycle_l1.human", "cycle_l1.character", "inception.kid.mean",
                    "inception.kid.x100", "inception.fid.value", "inception.mean_kid_ugatit.mean",
                    "inception.mean_kid_ugatit.x100", "inception.mean_kid_ugatit.kid_to_target")
-#: not compared: counts, spreads, settings, properties of the shared data/predictor, and timings
-#: (they change from run to run on one machine; a compared metric must be reproducible: the
-#: training times are in metrics/stages/ and each method's eval JSON)
-SKIP = ("n_test", "kid_judge.std", "train_seconds", "train_images_per_s", "realism.k", "attr_preservation.chance",
+#: not compared: counts, spreads, settings and properties of the shared data/predictor (timings
+#: are never in a metrics file: they change from run to run; see metrics/stages/)
+SKIP = ("n_test", "kid_judge.std", "realism.k", "attr_preservation.chance",
         "attr_preservation.chance_uniform", "attr_preservation.predictor_accuracy", "inception.kid.std",
         "inception.kid.subsets", "inception.kid.subset_size", "inception.kid.n_fake", "inception.kid.n_real",
         "inception.fid.n_fake", "inception.fid.n_real", "inception.mean_kid_ugatit.std",

@@ -33,7 +33,8 @@ the ceiling in :mod:`~face2anime.evaluation.ceiling` and the validity rules in
   ``mean`` and ``inside_rate`` (share with score >= 1: inside the real characters' k-NN
   manifold).
 - ``cycle_l1``: mean |G_YX(G_XY(x)) - x| on test images, images in [-1, 1] as in the loss.
-- ``train_seconds`` / ``train_images_per_s`` copied from the training summary.
+- ``training``: whether the training run was flagged as collapsed (and why), from its summary.
+  Timings are not here: they change from run to run (``metrics/stages/``).
 - ``inception``: plain Inception KID and FID (translations vs real character test images) and
   U-GAT-IT's two-domain ``mean_kid_ugatit``, in the FID Inception-v3's feature space: numbers
   comparable with papers, only with local weights (``evaluate.inception_weights``); otherwise
@@ -294,8 +295,6 @@ def evaluate(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, tran
                      "character": float((rec_c - to_model(real_char)).abs().mean())},
         "realism": {"mean": float(table["realism"].mean()), "inside_rate": float(table["realistic"].mean()),
                     "k": realism_k},
-        "train_seconds": train_summary.get("train_seconds"),
-        "train_images_per_s": train_summary.get("images_per_s"),
         "machine": fingerprint(),   # what produced these numbers (bits differ between CPUs and thread counts)
         # compare names no winner from a run whose training was flagged as collapsed
         "training": {"collapsed": bool(train_summary.get("collapsed", False)),

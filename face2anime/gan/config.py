@@ -22,6 +22,11 @@ N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
+#: the training summary's timings: in ``metrics/stages/train_cyclegan@M.json`` and
+#: ``metrics/cyclegan/M/TIMINGS_FILE`` (what the stage reads back from torchrun's rank 0), never in
+#: a metrics file, since they change from run to run
+TIMINGS = ("train_seconds", "images_per_s", "compile_seconds", "val_seconds")
+TIMINGS_FILE = "timing.json"
 #: logged at each validation (every ``val_every`` steps; see :mod:`face2anime.gan.monitor`)
 VAL_LOGGED = ("val_realism", "val_cycle", "val_diversity", "val_score")
 

@@ -84,6 +84,7 @@ from face2anime.core.io import (
     torch_save,
     write_json,
 )
+from face2anime.core import timing
 from face2anime.core.live import open_live
 from face2anime.core.paths import CAM_DIR, CHECKPOINT_DIR, CLASSIFIER_DIR, CYCLEGAN_DIR, CYCLEGAN_LIVE, RESIZED_DIR, SELECT_CSV
 from face2anime.core.params import UserError
@@ -104,7 +105,7 @@ from face2anime.gan.speed import (
 )
 
 from face2anime.gan.checkpoint import config_hash, read_checkpoint, restore_files, snapshot_files
-from face2anime.gan.config import N_SAMPLES, TrainConfig, read_config, training_data
+from face2anime.gan.config import N_SAMPLES, TIMINGS, TIMINGS_FILE, TrainConfig, read_config, training_data
 from face2anime.gan.data import (
     IndexStream,
     d_feature_size,
@@ -351,8 +352,12 @@ def train(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, cam_dir
         notify("WARNING: this run looks collapsed (" + "; ".join(summary["collapse_reasons"])
                + "): its translations are likely noise; try cyclegan.train.diffaug, more data or fewer steps")
     for k, v in summary.items():
-        live.summary[k] = v
+        if k not in TIMINGS:
+            live.summary[k] = v
+    live.summary.pop("images_per_s", None)   # the last logged window's rate: a timing (plots keep the series)
     live.end()
+    timing.note(**{k: summary[k] for k in TIMINGS})
+    write_json(live_dir / TIMINGS_FILE, {k: summary[k] for k in TIMINGS})   # what torchrun's parent reads
 
     saved = {name: {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
              for name, net in {**model.nets(), **model.generators()}.items()}  # generators: the EMA copies if any

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from face2anime.core.paths import ATTRIBUTES_DIR, METRICS_DIR, RESIZED_DIR
+from face2anime.core import timing
 from face2anime.core.io import torch_load, torch_save, write_json
 from face2anime.core.params import UserError
 from face2anime.core.schema import ParamsFile
@@ -113,11 +114,12 @@ def train_attributes(params: ParamsFile, data_dir: Path = RESIZED_DIR, model_dir
     t0 = time.perf_counter()
     fit(model, x, multi_ce, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
         desc="attributes", precision=precision)
+    timing.note(train_seconds=round(time.perf_counter() - t0, 2))
     acc = accuracy(predict_attributes(model, xt, device), yt)
     torch_save(model.cpu().state_dict(), model_dir / "model.pt")
     write_json(model_dir / "config.json", {"available": True, "attributes": attrs, "widths": widths})
     metrics = {"available": True, "test_accuracy": acc, "chance": chance(yt, n_values),
-               "n_train": len(x), "n_test": len(xt), "train_seconds": round(time.perf_counter() - t0, 2),
+               "n_train": len(x), "n_test": len(xt),
                "device": device.type, "precision": resolve_precision(device, precision)}
     write_json(metrics_path, metrics)
     Console().print(f"train_attributes: mean accuracy {acc['mean']:.3f} on {len(xt)} character test images "

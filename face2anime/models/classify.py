@@ -39,6 +39,7 @@ from face2anime.core.io import (
     torch_save,
     write_json,
 )
+from face2anime.core import timing
 from face2anime.core.live import open_live
 from face2anime.core.params import UserError
 from face2anime.core.schema import ParamsFile
@@ -273,6 +274,7 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
                       precision=cfg["precision"], degrade_p=cfg["degrade"],
                       degrade_hue=cfg.get("degrade_hue", 0.0))
     seconds = time.perf_counter() - t0
+    timing.note(**{f"{role}_train_seconds": round(seconds, 2)})
     final = history[-1]
     logits = predict(model, xt, device)
     pred = logits.argmax(1)
@@ -282,7 +284,6 @@ def train_one(role: str, cfg: dict, manifest, data_dir: Path, model_dir: Path, m
         "test_accuracy_human": float((pred[yt == 0] == 0).float().mean()),
         "test_accuracy_character": float((pred[yt == 1] == 1).float().mean()),
         "n_train": int((y != JUNK).sum()), "n_test": len(xt), "epochs": cfg["epochs"], "arch": cfg["arch"],
-        "train_seconds": round(seconds, 2),
         "device": device.type, "precision": resolve_precision(device, cfg["precision"]),
     }
     if classes == 3:  # held-out junk made from the test images (other draws than training's)

@@ -116,7 +116,7 @@ def load_eval(metrics_dir: Path, method: str) -> dict[str, Any] | None:
     metrics = {k: {"value": ev[k], "valid": (valid.get(k) or {}).get("ok"), "reasons": (valid.get(k) or {}).get("reasons", [])}
                for k in SHOWN_METRICS if k in ev}
     return {"method": method, "n_test": ev.get("n_test"), "metrics": metrics, "training": ev.get("training"),
-            "train_seconds": ev.get("train_seconds"), "machine": ev.get("machine")}
+            "machine": ev.get("machine")}
 
 
 def model_info(cyclegan_dir: Path, method: str) -> dict[str, Any]:
