@@ -66,8 +66,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _params(**over) -> Params:
-    methods = {"baseline": {"subset": "random", "attention": False},
-               "proposed": {"subset": "selected", "attention": True}}
+    methods = {"baseline": {"model": "cyclegan", "subset": "random", "attention": False},
+               "proposed": {"model": "cyclegan", "subset": "selected", "attention": True}}
     precision = over.pop("precision", "auto")
     cg = train_section(ngf=4, ndf=4, n_res=1, epochs=3, steps_per_epoch=3, batch_size=2, pool_size=3,
                        ema=0.9, log_every=2)
@@ -94,8 +94,8 @@ def test_unknown_method_lists_configured() -> None:
         gcfg.read_config("cyclegan_plus", _params())
 
 
-@pytest.mark.parametrize("entry", [{"subset": "best", "attention": False}, {"subset": "random"},
-                                   {"subset": "random", "attention": "yes"}, "random"])
+@pytest.mark.parametrize("entry", [{"subset": "best", "attention": False}, {"model": "cyclegan", "subset": "random"},
+                                   {"model": "cyclegan", "subset": "random", "attention": "yes"}, "random"])
 def test_bad_method_entry(entry) -> None:
     p = _params()
     p.data["cyclegan"]["methods"]["odd"] = entry
@@ -105,7 +105,7 @@ def test_bad_method_entry(entry) -> None:
 
 def test_method_names_expand_params() -> None:
     p = _params()
-    p.data["cyclegan"]["methods"]["select_only"] = {"subset": "selected", "attention": False}
+    p.data["cyclegan"]["methods"]["select_only"] = {"model": "cyclegan", "subset": "selected", "attention": False}
     assert gcfg.method_names(p) == ["baseline", "proposed", "select_only"]
     assert gcfg.read_config("select_only", p).attention is False
     # a misspelled key of a method entry is an error naming it and the nearest valid key
@@ -604,15 +604,15 @@ def test_fast_eager_options_compute_the_same_step(attention: bool) -> None:
 def test_method_train_overrides_only_that_method() -> None:
     p = _params()
     p.data["cyclegan"]["train"]["d_cam"] = "source"
-    p.data["cyclegan"]["methods"]["dcam_none"] = {"subset": "selected", "attention": True,
+    p.data["cyclegan"]["methods"]["dcam_none"] = {"model": "cyclegan", "subset": "selected", "attention": True,
                                                  "train": {"d_cam": "none", "lr": 0.001}}
     cfg = gcfg.read_config("dcam_none", p)
     assert (cfg.d_cam, cfg.lr) == ("none", 0.001)
     assert gcfg.read_config("proposed", p).d_cam == "source" and p.data["cyclegan"]["train"]["lr"] == 0.0002
-    p.data["cyclegan"]["methods"]["typo"] = {"subset": "random", "attention": False, "train": {"d_came": "none"}}
+    p.data["cyclegan"]["methods"]["typo"] = {"model": "cyclegan", "subset": "random", "attention": False, "train": {"d_came": "none"}}
     with pytest.raises(UserError, match=r"cyclegan.methods.typo.train: d_came not in cyclegan.train"):
         gcfg.read_config("typo", p)
-    p.data["cyclegan"]["methods"]["bad"] = {"subset": "random", "attention": False, "train": {"d_cam": "both"}}
+    p.data["cyclegan"]["methods"]["bad"] = {"model": "cyclegan", "subset": "random", "attention": False, "train": {"d_cam": "both"}}
     with pytest.raises(UserError, match="d_cam"):
         gcfg.read_config("bad", p)
 

@@ -32,13 +32,14 @@ VAL_LOGGED = ("val_realism", "val_cycle", "val_diversity", "val_score")
 class TrainConfig:
     """Everything that determines a training run (its hash keys the resume checkpoint).
 
-    The run's identity (method, subset, attention, seed = ``seed + cyclegan.train.seed``,
+    The run's identity (method, model, subset, attention, seed = ``seed + cyclegan.train.seed``,
     ``select.max_images``, ``select.share``, ``precision``, ``threads``) and every other
     :class:`~face2anime.core.schema.Train` field, with their meanings there. No field has a
     default: params.yaml holds them all (:meth:`build` copies a validated section).
     """
 
     method: str
+    model: str
     subset: str
     attention: bool
     seed: int
@@ -58,6 +59,8 @@ class TrainConfig:
     lr_decay_epochs: int
     lambda_cyc: float
     lambda_idt: float
+    lambda_cam: float
+    weight_decay: float
     gan_loss: str
     pool_size: int
     ema: float
@@ -82,7 +85,7 @@ class TrainConfig:
         return self.epochs * self.steps_per_epoch
 
     @classmethod
-    def build(cls, train: Train, *, method: str, subset: str, attention: bool, seed: int, max_images: int,
+    def build(cls, train: Train, *, method: str, model: str, subset: str, attention: bool, seed: int, max_images: int,
               share: float, precision: str, threads: int, **over: Any) -> "TrainConfig":
         """The config of one run from a validated ``cyclegan.train`` section (every field read,
         so the param trace records them) and the run's identity; ``over`` replaces fields
@@ -92,7 +95,7 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"not TrainConfig fields: {unknown}")
         fields.update(over)
-        return cls(method=method, subset=subset, attention=attention, seed=seed, max_images=max_images,
+        return cls(method=method, model=model, subset=subset, attention=attention, seed=seed, max_images=max_images,
                    share=share, precision=precision, threads=threads, **fields)
 
 
@@ -113,6 +116,8 @@ CAM_INPUT = str(CAM_DIR)
 def check_inputs(method: str, entry: Method, where: str) -> None:
     """A method's declared ``inputs`` must be the files it reads, or DVC would not re-run it
     when they change (or would re-run it needlessly). Absent ``inputs`` is allowed (tests)."""
+    if entry.model == "ugatit" and entry.attention:
+        raise UserError(f"{where}: model ugatit learns its own attention; set attention: false")
     inputs = entry.inputs
     if inputs is None:
         return
@@ -192,7 +197,7 @@ def read_config(method: str, params: Params) -> TrainConfig:
     except ValueError as e:
         raise UserError(f"{params.source}: cyclegan.train.diffaug: {e}") from None
     cfg = TrainConfig.build(
-        train, method=method, subset=m.subset, attention=m.attention,
+        train, method=method, model=m.model, subset=m.subset, attention=m.attention,
         seed=params.int("seed") + train.seed, max_images=params.int("select.max_images"), threads=params.int("threads"),
         share=params.float("select.share"), precision=params.str("precision"), diffaug=diffaug)
     check_classifier_input(cfg, m, where)

@@ -23,6 +23,7 @@ from face2anime.models.classifiers import find_layer
 from face2anime.models.classify import LABELS, load_classifier
 from face2anime.core.paths import CLASSIFIER_DIR
 from face2anime.models.networks import Generator
+from face2anime.models.ugatit import Generator as UGATITGenerator, ImageOnly
 
 
 
@@ -30,7 +31,9 @@ def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.d
     """The trained generator ``G_XY`` (human -> character) or ``G_YX`` of ``model_dir``, in eval mode.
 
     The module gets attributes ``attention`` (bool: call it as ``G(x, cam)`` with the source's
-    CAM ``[B, 1, h, w]``), ``image_size`` and ``config`` (config.json as a dict).
+    CAM ``[B, 1, h, w]``), ``image_size`` and ``config`` (config.json as a dict). A U-GAT-IT
+    model (config ``model: ugatit``) comes as :class:`~face2anime.models.ugatit.ImageOnly`:
+    ``G(x)`` is the image, ``G.heatmap(x)`` its learned CAM heatmap.
     """
     if direction not in ("XY", "YX"):
         raise ValueError(f"direction must be 'XY' or 'YX', got {direction!r}")
@@ -38,8 +41,12 @@ def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.d
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path} not found: train the model first (dvc repro train_cyclegan)")
     config = json.loads(cfg_path.read_text())
-    net = Generator(int(config["ngf"]), int(config["n_res"]), str(config["attention_mode"]),
-                    str(config.get("upsample", "transpose")))
+    net: nn.Module
+    if config.get("model", "cyclegan") == "ugatit":   # models trained before U-GAT-IT have no "model"
+        net = ImageOnly(UGATITGenerator(int(config["ngf"]), int(config["n_res"])))
+    else:
+        net = Generator(int(config["ngf"]), int(config["n_res"]), str(config["attention_mode"]),
+                        str(config.get("upsample", "transpose")))
     net.load_state_dict(torch_load(Path(model_dir) / f"G_{direction}.pt"))
     net.to(device).eval()
     net.attention = bool(config["attention"])  # type: ignore[assignment]
