@@ -206,3 +206,21 @@ def test_resume_reproduces_uninterrupted_run(dataset: dict[str, Path], tmp_path:
     for name in ("loss_cam", "loss_D", "lr"):
         pd.testing.assert_frame_equal(*(pd.read_csv(r / "live" / "plots" / "metrics" / f"{name}.tsv", sep="\t")
                                         for r in (full, killed)))
+
+
+def test_onnx_export_of_a_ugatit_model_matches_pytorch(dataset: dict[str, Path], tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from face2anime.gan.onnx_export import export_method
+
+    _run(dataset, tmp_path, _params(epochs=1, steps_per_epoch=2, lr_decay_epochs=0))
+    cyclegan = tmp_path / "cyclegan"
+    cyclegan.mkdir()
+    (tmp_path / "model").rename(cyclegan / "ugatit")
+    meta = export_method("ugatit", cyclegan, tmp_path / "no_classifier", tmp_path / "onnx")
+    assert meta["attention"] is False and meta["size"] == SIZE
+    x = torch.randint(0, 255, (3, 3, SIZE, SIZE), dtype=torch.uint8)
+    got = ort.InferenceSession(str(tmp_path / "onnx" / "ugatit.onnx")).run(None, {"photo": x.numpy()})[0]
+    want = Translator(cyclegan / "ugatit", torch.device("cpu")).to_character(x)
+    assert got.shape == tuple(want.shape) and float(np.abs(got - want.numpy()).max()) < 2 / 255
