@@ -224,3 +224,50 @@ def test_onnx_export_of_a_ugatit_model_matches_pytorch(dataset: dict[str, Path],
     got = ort.InferenceSession(str(tmp_path / "onnx" / "ugatit.onnx")).run(None, {"photo": x.numpy()})[0]
     want = Translator(cyclegan / "ugatit", torch.device("cpu")).to_character(x)
     assert got.shape == tuple(want.shape) and float(np.abs(got - want.numpy()).max()) < 2 / 255
+
+
+def test_translate_writes_the_learned_heatmaps_and_compare_shows_them(dataset: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    from PIL import Image
+
+    from face2anime.evaluation.compare import picture
+    from face2anime.gan.translate import translate
+
+    _run(dataset, tmp_path, _params(epochs=1, steps_per_epoch=2, lr_decay_epochs=0))
+    cyclegan, translated = tmp_path / "cyclegan", tmp_path / "translated"
+    cyclegan.mkdir()
+    (tmp_path / "model").rename(cyclegan / "ugatit")
+    p = _params()
+    p.data.update({"translate": {"grid_count": 2}, "cam": {"method": "gradcam", "target_layer": "default"}})
+    translate("ugatit", p, dataset["data_dir"], translated, cyclegan, tmp_path / "reports")
+    test_ids = ["h014", "h015"]
+    assert sorted(f.stem for f in (translated / "ugatit").glob("*.png")) == test_ids
+    assert sorted(f.stem for f in (translated / "ugatit" / "cam").glob("*.png")) == test_ids
+    with Image.open(translated / "ugatit" / "cam" / "h014.png") as im:
+        assert im.size == (SIZE, SIZE)
+    shutil.copytree(translated / "ugatit", translated / "baseline", ignore=shutil.ignore_patterns("cam"))
+    entries = p.data["cyclegan"]["methods"]
+    names = picture(entries, 8, dataset["data_dir"], translated, tmp_path / "compare.png")
+    assert names == ["source", "baseline", "ugatit", "ugatit CAM"]
+    with Image.open(tmp_path / "compare.png") as im:
+        assert im.size == (4 * (SIZE + 2) + 2, 2 * (SIZE + 2) + 2)   # 2 test faces, 4 columns
+    plain = {"baseline": entries["baseline"], "ugatit": {**entries["ugatit"], "model": "cyclegan"}}
+    names = picture(plain, 8, dataset["data_dir"], translated, tmp_path / "c2.png")
+    assert names == ["source", "baseline", "ugatit"]       # without a U-GAT-IT method: the picture as before
+
+
+def test_an_attention_method_gives_its_grad_cam_as_heatmap(dataset: dict[str, Path], tmp_path: Path) -> None:
+    """The Grad-CAM column beside U-GAT-IT's: the CAMs an attention method's generator is given."""
+    from test_train_cyclegan import _classifier_dir
+
+    p = _params()
+    p.data["cyclegan"]["methods"]["proposed"] = {"model": "cyclegan", "subset": "selected", "attention": True}
+    tc.train("proposed", p, progress=False, out_dir=tmp_path / "model", live_dir=tmp_path / "live",
+             ckpt_dir=tmp_path / "ckpt", **dataset)
+    t = Translator(tmp_path / "model", torch.device("cpu"), classifier_dir=_classifier_dir(tmp_path / "clf"))
+    x = torch.randint(0, 255, (3, 3, SIZE, SIZE), dtype=torch.uint8)
+    out, heat = t.to_character_with_heatmaps(x, batch_size=2)
+    assert torch.allclose(out, t.to_character(x), atol=1e-5) and heat is not None and heat.shape == (3, 1, SIZE // 4, SIZE // 4)
+    cam = t.cams(x, "human").cpu()
+    assert torch.allclose(heat.amax((1, 2, 3)), torch.ones(3)) and float(heat.min()) == 0.0
+    assert torch.corrcoef(torch.stack([heat.flatten(), cam.flatten()]))[0, 1] > 0.9

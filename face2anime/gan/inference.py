@@ -90,6 +90,8 @@ class Translator:
         self.g_xy = load_generator(model_dir, "XY", device)
         self.g_yx = load_generator(model_dir, "YX", device)
         self.attention = bool(self.g_xy.attention)
+        #: U-GAT-IT: the generator has its own (learned) CAM
+        self.learned_cam = isinstance(self.g_xy, ImageOnly)
         self.size = int(self.g_xy.image_size)
         self.config: dict = self.g_xy.config
         self.warnings = model_warnings(self.config)
@@ -146,6 +148,34 @@ class Translator:
         way back of a cycle for any image in place of ``G_XY(source)``."""
         return torch.cat([self._run(self.g_yx, y[i:i + batch_size], self.cams(source[i:i + batch_size], "human"))
                           for i in range(0, len(y), batch_size)])
+
+    @torch.no_grad()
+    def _run_learned(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """U-GAT-IT's ``G_XY`` on uint8 humans -> (image, learned heatmap ``[B, 1, S/4, S/4]``)."""
+        with autocast(self.device, self.precision):
+            img, _, heat = self.g_xy.net(to_model(x).to(self.device))
+        return img.float().cpu(), heat.float().cpu()
+
+    def to_character_with_heatmaps(self, x: torch.Tensor, batch_size: int = 64
+                                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Human uint8 images -> (characters in [-1, 1], the attention heatmaps ``[B, 1, S/4, S/4]``
+        in [0, 1], each scaled to its own min..max: U-GAT-IT's learned CAM, an attention method's
+        Grad-CAM, None for a method without attention)."""
+        outs, heats = [], []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            if self.learned_cam:
+                img, heat = self._run_learned(xb)
+            else:
+                cam = self.cams(xb, "human")
+                img, heat = self._run(self.g_xy, xb, cam), None if cam is None else cam.float().cpu()
+            outs.append(img)
+            heats.append(heat)
+        if heats[0] is None:
+            return torch.cat(outs), None
+        h = torch.cat(heats)
+        lo, hi = h.amin((1, 2, 3), keepdim=True), h.amax((1, 2, 3), keepdim=True)
+        return torch.cat(outs), (h - lo) / (hi - lo).clamp_min(1e-8)
 
     def _batched(self, g: torch.nn.Module, x: torch.Tensor, domain: str, batch_size: int) -> torch.Tensor:
         return torch.cat([self._run(g, x[i:i + batch_size], self.cams(x[i:i + batch_size], domain))
