@@ -20,7 +20,8 @@ from face2anime.gan.augment import parse_policy
 
 N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
-#: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
+#: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step); a
+#: ``model: ugatit`` run also logs ``loss_cam``
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
 #: logged at each validation (every ``val_every`` steps; see :mod:`face2anime.gan.monitor`)
 VAL_LOGGED = ("val_realism", "val_cycle", "val_diversity", "val_score")

@@ -7,6 +7,9 @@ Losses (paper + CycleGAN): ``L_G = adv(D_Y(G_XY(x))) + adv(D_X(G_YX(y)))
 ``0.5 * (gan(D(real), 1) + gan(D(pool(fake)), 0))``. ``gan`` is BCE-with-logits (vanilla, the
 paper's log loss) or MSE (lsgan). Losses are computed in fp32; the network forwards run under
 bf16 autocast when ``precision`` asks for it.
+
+:class:`UGATIT` (a method's ``model: ugatit``) is the same machinery with U-GAT-IT light's
+networks and losses; :func:`make_model` picks the class.
 """
 from __future__ import annotations
 

@@ -29,6 +29,10 @@ paper's log loss) or MSE (lsgan). Adam(lr, (beta1, beta2)); the learning rate de
 network forwards run under bf16 autocast when ``precision`` asks for it. With ``ema > 0``
 the saved (and sampled) generators are exponential moving averages of the trained weights.
 
+``model: ugatit`` trains U-GAT-IT light instead (its networks learn their own CAM; its
+losses add the discriminators' CAM outputs and the generators' CAM loss, logged as
+``loss_cam``; see :class:`face2anime.gan.model.UGATIT`), with everything else the same.
+
 The discriminators' CAM (``cyclegan.train.d_cam``, attention methods): ``source`` as above
 (a fake carries its source's CAM), ``self`` (every image D sees gets the frozen guiding
 classifier's CAM of that very image, see :mod:`face2anime.gan.dcam`) or ``none`` (attention in
