@@ -267,9 +267,9 @@ class CycleGAN:
         with self._ac():
             if cfg.fuse_passes:
                 b = y.shape[0]
-                cat_aug = lambda i, j: _cat_aug(aug, i, j)  # noqa: E731
-                r_y, f_y = self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), cat_aug(0, 1), LABEL_Y)).split(b)
-                r_x, f_x = self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), cat_aug(2, 3), LABEL_X)).split(b)
+                a_y, a_x = _cat_aug(aug, 0, 1), _cat_aug(aug, 2, 3)
+                r_y, f_y = self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), a_y, LABEL_Y)).split(b)
+                r_x, f_x = self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), a_x, LABEL_X)).split(b)
             else:
                 r_y, f_y = self.D_Y(*self._d_view(y, dcy, a[0], LABEL_Y)), self.D_Y(*self._d_view(py, dpy, a[1], LABEL_Y))
                 r_x, f_x = self.D_X(*self._d_view(x, dcx, a[2], LABEL_X)), self.D_X(*self._d_view(px, dpx, a[3], LABEL_X))
@@ -469,8 +469,9 @@ class UGATIT(CycleGAN):
         with self._ac():
             if cfg.fuse_passes:
                 b = y.shape[0]
-                r_y, f_y = _split(self.D_Y(self._d_view(torch.cat([y, py]), None, _cat_aug(aug, 0, 1), LABEL_Y)[0]), b)
-                r_x, f_x = _split(self.D_X(self._d_view(torch.cat([x, px]), None, _cat_aug(aug, 2, 3), LABEL_X)[0]), b)
+                a_y, a_x = _cat_aug(aug, 0, 1), _cat_aug(aug, 2, 3)
+                r_y, f_y = _split(self.D_Y(self._d_view(torch.cat([y, py]), None, a_y, LABEL_Y)[0]), b)
+                r_x, f_x = _split(self.D_X(self._d_view(torch.cat([x, px]), None, a_x, LABEL_X)[0]), b)
             else:
                 r_y, f_y = self.D_Y(self._d_view(y, None, a[0], LABEL_Y)[0]), self.D_Y(self._d_view(py, None, a[1], LABEL_Y)[0])
                 r_x, f_x = self.D_X(self._d_view(x, None, a[2], LABEL_X)[0]), self.D_X(self._d_view(px, None, a[3], LABEL_X)[0])
