@@ -60,6 +60,14 @@ def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return None if a is None or b is None else torch.cat([a, b])
 
 
+def _split(out: Any, b: int) -> tuple:
+    """A network's output on a concatenated batch (a tensor or nested tuples of tensors) ->
+    (its first ``b`` images' output, the rest's), with the same nesting."""
+    if isinstance(out, torch.Tensor):
+        return tuple(out.split(b))
+    return tuple(zip(*(_split(o, b) for o in out)))
+
+
 def _cat_aug(aug: list[dict[str, torch.Tensor]] | None, i: int, j: int) -> dict[str, torch.Tensor] | None:
     """The DiffAugment draws of ``aug[i]`` and ``aug[j]`` as one draw for their concatenated batches."""
     if aug is None:
@@ -256,6 +264,22 @@ class CycleGAN:
             dcx, dcy = cvy, cvx
         return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt]).detach(), dcx, dcy
 
+    def _d_outputs(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                   dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
+                   dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None) -> tuple:
+        """The discriminators' outputs ``(D_Y(y), D_Y(py), D_X(x), D_X(px))`` as :meth:`_d_loss` takes them."""
+        a = aug or [None, None, None, None]  # type: ignore[list-item]
+        with self._ac():
+            if self.cfg.fuse_passes:
+                b = y.shape[0]
+                a_y, a_x = _cat_aug(aug, 0, 1), _cat_aug(aug, 2, 3)
+                r_y, f_y = _split(self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), a_y, LABEL_Y)), b)
+                r_x, f_x = _split(self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), a_x, LABEL_X)), b)
+            else:
+                r_y, f_y = self.D_Y(*self._d_view(y, dcy, a[0], LABEL_Y)), self.D_Y(*self._d_view(py, dpy, a[1], LABEL_Y))
+                r_x, f_x = self.D_X(*self._d_view(x, dcx, a[2], LABEL_X)), self.D_X(*self._d_view(px, dpx, a[3], LABEL_X))
+        return r_y, f_y, r_x, f_x
+
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                 dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
                 dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None = None):
@@ -263,16 +287,7 @@ class CycleGAN:
 
         ``aug``: DiffAugment draws for ``[y, py, x, px]`` (in that order) or None."""
         cfg = self.cfg
-        a = aug or [None, None, None, None]  # type: ignore[list-item]
-        with self._ac():
-            if cfg.fuse_passes:
-                b = y.shape[0]
-                a_y, a_x = _cat_aug(aug, 0, 1), _cat_aug(aug, 2, 3)
-                r_y, f_y = self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), a_y, LABEL_Y)).split(b)
-                r_x, f_x = self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), a_x, LABEL_X)).split(b)
-            else:
-                r_y, f_y = self.D_Y(*self._d_view(y, dcy, a[0], LABEL_Y)), self.D_Y(*self._d_view(py, dpy, a[1], LABEL_Y))
-                r_x, f_x = self.D_X(*self._d_view(x, dcx, a[2], LABEL_X)), self.D_X(*self._d_view(px, dpx, a[3], LABEL_X))
+        r_y, f_y, r_x, f_x = self._d_outputs(x, y, px, py, dcx, dcy, dpx, dpy, aug)
         loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
             + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
         with torch.no_grad():
@@ -375,14 +390,6 @@ class CycleGAN:
             self.aug_gen.set_state(state["aug_gen"])
 
 
-def _split(out: Any, b: int) -> tuple:
-    """A network's output on a concatenated batch (a tensor or nested tuples of tensors) ->
-    (its first ``b`` images' output, the rest's), with the same nesting."""
-    if isinstance(out, torch.Tensor):
-        return tuple(out.split(b))
-    return tuple(zip(*(_split(o, b) for o in out)))
-
-
 def _bce(logits: torch.Tensor, source: bool) -> torch.Tensor:
     return gan_loss(logits, source, "vanilla")
 
@@ -465,16 +472,7 @@ class UGATIT(CycleGAN):
                 dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None = None):
         """As :meth:`CycleGAN._d_loss`; the accuracies over the patch logits of both scales."""
         cfg = self.cfg
-        a = aug or [None, None, None, None]  # type: ignore[list-item]
-        with self._ac():
-            if cfg.fuse_passes:
-                b = y.shape[0]
-                a_y, a_x = _cat_aug(aug, 0, 1), _cat_aug(aug, 2, 3)
-                r_y, f_y = _split(self.D_Y(self._d_view(torch.cat([y, py]), None, a_y, LABEL_Y)[0]), b)
-                r_x, f_x = _split(self.D_X(self._d_view(torch.cat([x, px]), None, a_x, LABEL_X)[0]), b)
-            else:
-                r_y, f_y = self.D_Y(self._d_view(y, None, a[0], LABEL_Y)[0]), self.D_Y(self._d_view(py, None, a[1], LABEL_Y)[0])
-                r_x, f_x = self.D_X(self._d_view(x, None, a[2], LABEL_X)[0]), self.D_X(self._d_view(px, None, a[3], LABEL_X)[0])
+        r_y, f_y, r_x, f_x = self._d_outputs(x, y, px, py, dcx, dcy, dpx, dpy, aug)
         reals, fakes = (*r_y, *r_x), (*f_y, *f_x)      # (patch, cam, heat) of each D
         loss_D = sum(gan_loss(p, True, cfg.gan_loss) + gan_loss(c, True, cfg.gan_loss) for p, c, _ in reals) \
             + sum(gan_loss(p, False, cfg.gan_loss) + gan_loss(c, False, cfg.gan_loss) for p, c, _ in fakes)

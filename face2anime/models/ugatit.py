@@ -246,7 +246,11 @@ class DomainDiscriminator(nn.Module):
         self.glob = Discriminator(ndf, n_global)
         self.local = Discriminator(ndf, n_local)
 
-    def forward(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None
+                ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """``cam`` must be None (called like the CycleGAN discriminator, which takes a CAM)."""
+        if cam is not None:
+            raise ValueError("a U-GAT-IT discriminator takes no CAM: it learns its own attention")
         return self.glob(x), self.local(x)
 
 
