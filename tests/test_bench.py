@@ -16,7 +16,7 @@ def test_bench_rows_and_json(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(bench, "PAPER", {"size": 32, "ngf": 4, "ndf": 4, "n_res": 1, "batch_size": 1})
     p = typed_params({"seed": 0, "device": "cpu", "precision": "fp32", "threads": 1, "resize.size": 32,
                       "select.max_images": 4, "select.share": 1.0,
-                      "cyclegan.methods": {"baseline": {"subset": "random", "attention": False}},
+                      "cyclegan.methods": {"baseline": {"model": "cyclegan", "subset": "random", "attention": False}},
                       "cyclegan.train": train_section(ngf=4, ndf=4, n_res=1, batch_size=2, epochs=1, steps_per_epoch=1,
                                                       lr_decay_epochs=0)})
     threads = torch.get_num_threads()

@@ -2,7 +2,8 @@
 process at batch 2, and a run resumes with another number of processes.
 
 The stage itself is run (``face2anime train-cyclegan proposed`` with ``cyclegan.train.nproc: 2``),
-so this covers its torchrun launch, DDP over both phases, rank 0's writes and resume.
+so this covers its torchrun launch, DDP over both phases, rank 0's writes and resume; for the
+CycleGAN (``proposed``) and for U-GAT-IT (``model: ugatit``).
 Tolerance: DDP averages two per-rank batch means where one process takes one mean of the
 same two images, so the sums differ in rounding only (fp32, no pool: the history pool is
 per rank by design). After 2 epochs of 3 steps the conv weights agree to 2e-5 (measured:
@@ -23,7 +24,7 @@ from conftest import ROOT
 from test_train_cyclegan import _data, _params, _weights, _write_dataset
 
 from face2anime.core import paths
-from face2anime.core.params import UserError
+from face2anime.core.params import UserError, typed
 from face2anime.gan import train as tc
 from face2anime.gan.inference import load_generator
 
@@ -33,54 +34,60 @@ def _tsv(live: Path) -> pd.DataFrame:
                       for k in ("loss_G_adv", "loss_D", "loss_cyc")], axis=1)
 
 
-def test_two_gloo_processes_match_one_process_and_resume_across_n(tmp_path: Path) -> None:
+def _with_ugatit(d: dict) -> dict:
+    d["cyclegan"]["methods"]["ugatit"] = {"model": "ugatit", "subset": "random", "attention": False}
+    return d
+
+
+@pytest.mark.parametrize("method", ["proposed", "ugatit"])
+def test_two_gloo_processes_match_one_process_and_resume_across_n(tmp_path: Path, method: str) -> None:
     project = tmp_path / "project"
     data = _write_dataset(project / "data")
     over = dict(precision="fp32", pool_size=0, epochs=3, lr_decay_epochs=1, adam="default")
     ref = tmp_path / "ref"
     torch.set_num_threads(1)
-    tc.train("proposed", _params(**over), progress=False, out_dir=ref / "model", live_dir=ref / "live",
+    tc.train(method, typed(_with_ugatit(_data(**over))), progress=False, out_dir=ref / "model", live_dir=ref / "live",
              ckpt_dir=ref / "ckpt", **data)
 
     # one process stops after epoch 1 (a kill) in the stage's own folders ...
-    p = _params(**over)
+    p = typed(_with_ugatit(_data(**over)))
     with pytest.raises(tc._Stop):
-        tc.train("proposed", p, progress=False, out_dir=project / paths.CYCLEGAN_DIR / "proposed",
-                 live_dir=project / paths.CYCLEGAN_LIVE / "proposed", ckpt_dir=project / paths.CHECKPOINT_DIR / "proposed",
+        tc.train(method, p, progress=False, out_dir=project / paths.CYCLEGAN_DIR / method,
+                 live_dir=project / paths.CYCLEGAN_LIVE / method, ckpt_dir=project / paths.CHECKPOINT_DIR / method,
                  _stop_after_epochs=1, **data)
     # ... and the stage resumes it with 2 processes (torchrun, gloo), one image per rank and step
-    full = _data(**over)      # the same params as a whole params.yaml, with 2 processes
+    full = _with_ugatit(_data(**over))      # the same params as a whole params.yaml, with 2 processes
     full["cyclegan"]["train"]["nproc"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(full))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "stages.cli", "train-cyclegan", "proposed"], cwd=project,
+    res = subprocess.run([sys.executable, "-m", "stages.cli", "train-cyclegan", method], cwd=project,
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resuming after epoch 1/3" in res.stderr and "2 processes (DDP, gloo)" in res.stderr
     assert res.stderr.count("epoch 3/3:") == 1                 # rank 0 alone reports
 
-    got, want = _weights(project / paths.CYCLEGAN_DIR / "proposed"), _weights(ref / "model")
+    got, want = _weights(project / paths.CYCLEGAN_DIR / method), _weights(ref / "model")
     for net in want:
         for k, w in want[net].items():
-            if k.endswith(".weight"):
+            if k.endswith((".weight", ".original")):     # .original: U-GAT-IT's spectral-norm weights
                 assert torch.allclose(got[net][k], w, atol=2e-5, rtol=0), (net, k, (got[net][k] - w).abs().max())
     # biases of convolutions that feed an instance norm cancel in it: their gradient is rounding
     # noise, which Adam scales to +-lr in either run, so they are compared through what they do
     x = torch.rand(2, 3, 32, 32) * 2 - 1
-    cam = torch.rand(2, 1, 8, 8)
+    cam = torch.rand(2, 1, 8, 8) if method == "proposed" else None
     for d in ("XY", "YX"):
-        g_got = load_generator(project / paths.CYCLEGAN_DIR / "proposed", d)
+        g_got = load_generator(project / paths.CYCLEGAN_DIR / method, d)
         g_want = load_generator(ref / "model", d)
         with torch.no_grad():
             diff = (g_got(x, cam) - g_want(x, cam)).abs().max()
         assert diff < 1e-4, (d, diff)
-    a, b = _tsv(project / paths.CYCLEGAN_LIVE / "proposed"), _tsv(ref / "live")
+    a, b = _tsv(project / paths.CYCLEGAN_LIVE / method), _tsv(ref / "live")
     assert list(a.index) == list(b.index)
     assert (a - b).abs().max().max() < 1e-4, (a - b).abs().max()
-    assert not (project / paths.CHECKPOINT_DIR / "proposed" / "last.pt").exists()
-    metrics = yaml.safe_load((project / paths.CYCLEGAN_LIVE / "proposed" / "metrics.json").read_text())
+    assert not (project / paths.CHECKPOINT_DIR / method / "last.pt").exists()
+    metrics = yaml.safe_load((project / paths.CYCLEGAN_LIVE / method / "metrics.json").read_text())
     assert metrics["nproc"] == 2
-    assert (project / "metrics" / "stages" / "train_cyclegan@proposed.json").is_file()
+    assert (project / "metrics" / "stages" / f"train_cyclegan@{method}.json").is_file()
 
 
 def test_global_batch_must_split_over_the_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def small_photo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _train(root: Path, out: Path, diffaug: str) -> dict:
     p = typed_params({"seed": 0, "device": "cpu", "precision": "fp32", "threads": 1, "select.max_images": 16,
-                      "select.share": 1.0, "cyclegan.methods": {"baseline": {"subset": "random", "attention": False}},
+                      "select.share": 1.0, "cyclegan.methods": {"baseline": {"model": "cyclegan", "subset": "random", "attention": False}},
                       "cyclegan.train": train_section(**SMALL, diffaug=diffaug)})
     return tc.train("baseline", p, data_dir=root / "resized", cam_dir=root / "none", select_csv=root / "none.csv",
                     out_dir=out / "model", live_dir=out / "live", ckpt_dir=out / "ckpt", progress=False)

@@ -69,8 +69,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _data(**over) -> dict:
     """A whole params mapping: the tiny params with a small two-method CycleGAN (``over``: its
     ``cyclegan.train`` keys, and ``precision``)."""
-    methods = {"baseline": {"subset": "random", "attention": False},
-               "proposed": {"subset": "selected", "attention": True}}
+    methods = {"baseline": {"model": "cyclegan", "subset": "random", "attention": False},
+               "proposed": {"model": "cyclegan", "subset": "selected", "attention": True}}
     precision = over.pop("precision", "auto")
     cg = train_section(ngf=4, ndf=4, n_res=1, epochs=3, steps_per_epoch=3, batch_size=2, pool_size=3,
                        ema=0.9, log_every=2)
@@ -101,8 +101,8 @@ def test_unknown_method_lists_configured() -> None:
         gcfg.read_config("cyclegan_plus", _params())
 
 
-@pytest.mark.parametrize("entry", [{"subset": "best", "attention": False}, {"subset": "random"},
-                                   {"subset": "random", "attention": "yes"}, "random"])
+@pytest.mark.parametrize("entry", [{"subset": "best", "attention": False}, {"model": "cyclegan", "subset": "random"},
+                                   {"model": "cyclegan", "subset": "random", "attention": "yes"}, "random"])
 def test_bad_method_entry(entry) -> None:
     d = _data()
     d["cyclegan"]["methods"]["odd"] = entry
@@ -112,7 +112,7 @@ def test_bad_method_entry(entry) -> None:
 
 def test_method_names_expand_params() -> None:
     d = _data()
-    d["cyclegan"]["methods"]["select_only"] = {"subset": "selected", "attention": False}
+    d["cyclegan"]["methods"]["select_only"] = {"model": "cyclegan", "subset": "selected", "attention": False}
     assert method_names(typed(d)) == ["baseline", "proposed", "select_only"]
     assert gcfg.read_config("select_only", typed(d)).attention is False
     # a misspelled key of a method entry is an error naming it and the nearest valid key
@@ -615,15 +615,15 @@ def test_fast_eager_options_compute_the_same_step(attention: bool) -> None:
 def test_method_train_overrides_only_that_method() -> None:
     d = _data()
     d["cyclegan"]["train"]["d_cam"] = "source"
-    d["cyclegan"]["methods"]["dcam_none"] = {"subset": "selected", "attention": True,
+    d["cyclegan"]["methods"]["dcam_none"] = {"model": "cyclegan", "subset": "selected", "attention": True,
                                                  "train": {"d_cam": "none", "lr": 0.001}}
     cfg = gcfg.read_config("dcam_none", typed(d))
     assert (cfg.d_cam, cfg.lr) == ("none", 0.001)
     assert gcfg.read_config("proposed", typed(d)).d_cam == "source" and d["cyclegan"]["train"]["lr"] == 0.0002
-    d["cyclegan"]["methods"]["typo"] = {"subset": "random", "attention": False, "train": {"d_came": "none"}}
+    d["cyclegan"]["methods"]["typo"] = {"model": "cyclegan", "subset": "random", "attention": False, "train": {"d_came": "none"}}
     with pytest.raises(UserError, match=r"cyclegan.methods.typo.train: d_came not in cyclegan.train"):
         gcfg.read_config("typo", typed(d))
-    d["cyclegan"]["methods"]["bad"] = {"subset": "random", "attention": False, "train": {"d_cam": "both"}}
+    d["cyclegan"]["methods"]["bad"] = {"model": "cyclegan", "subset": "random", "attention": False, "train": {"d_cam": "both"}}
     with pytest.raises(UserError, match="d_cam"):
         gcfg.read_config("bad", typed(d))
 

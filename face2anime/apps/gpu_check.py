@@ -61,7 +61,7 @@ def train_steps(device: torch.device, train: Any, steps: int, size: int, ngf: in
                 batch_size: int, attention: bool = True) -> dict[str, Any]:
     """``steps`` real CycleGAN steps on random data with the project's ``cyclegan.train``
     options (``train``, a validated section) at the given size; the last losses and images/s."""
-    cfg = TrainConfig.build(train, method="gpu-check", subset="random", attention=attention, seed=0, max_images=1,
+    cfg = TrainConfig.build(train, method="gpu-check", model="cyclegan", subset="random", attention=attention, seed=0, max_images=1,
                             threads=torch.get_num_threads(),
                             share=1.0, precision="auto", ngf=ngf, ndf=ndf, n_res=n_res, epochs=1,
                             steps_per_epoch=steps + 1, lr_decay_epochs=0, batch_size=batch_size, ema=0.999,

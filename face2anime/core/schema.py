@@ -199,6 +199,8 @@ class Train(Section):
     lr_decay_epochs: NonNeg = doc("linear decay to 0 over the last N epochs (0 = constant)")
     lambda_cyc: float = doc("cycle-consistency weight", ge=0.0)
     lambda_idt: float = doc("identity loss weight (times lambda_cyc); paper: 0", ge=0.0)
+    lambda_cam: float = doc("U-GAT-IT only: weight of the generators' CAM classification loss (authors: 1000)", ge=0.0)
+    weight_decay: float = doc("Adam's L2 weight decay of every network (CycleGAN: 0; U-GAT-IT: 0.0001)", ge=0.0)
     gan_loss: Literal["lsgan", "vanilla"] = doc("least squares | vanilla (the paper's log-likelihood)")
     pool_size: NonNeg = doc("history of generated images each discriminator also sees")
     ema: float = doc("saved generators = moving average of the weights with this decay (0 = off)", ge=0.0, le=0.9999)
@@ -229,6 +231,8 @@ class MethodInputs(Section):
 class Method(Section):
     """An entry of ``cyclegan.methods``: one DVC stage per name."""
 
+    model: Literal["cyclegan", "ugatit"] = doc(
+        "cyclegan: the paper's networks | ugatit: U-GAT-IT light, which learns its own CAM attention")
     subset: Literal["random", "selected"] = doc("a seeded random sample | the CAM-selected set")
     attention: bool = doc("multiply the source's CAM into G's residual blocks and into D")
     inputs: Optional[MethodInputs] = doc("the files the entry reads (its DVC deps); optional in library calls",

@@ -9,7 +9,10 @@ Outputs:
   entries are not compared). ``reference``/``candidate`` are the two methods' values and
   ``delta`` = candidate - reference.
 - ``reports/compare.md``: the same as a table in words, the floors and the ceiling.
-- ``reports/compare.png``: columns source | METHOD... for the same held-out test faces.
+- ``reports/compare.png``: columns source | METHOD... for the same held-out test faces; when a
+  method is U-GAT-IT (``model: ugatit``), each method with attention also gets a column
+  ``METHOD CAM`` beside its own (the heatmap its generator attended to: U-GAT-IT's learned
+  CAM, the Grad-CAM of an attention method; ``data/translated/METHOD/cam/``).
 
 Statistics (:mod:`face2anime.evaluation.stats`): every metric that is a mean over test
 images is recomputed from the per-image tables ``metrics/eval/METHOD_images.csv``, paired by
@@ -326,6 +329,29 @@ def markdown(table: dict[str, dict], methods: list[str], reference: str, candida
     return "\n".join(lines) + "\n"
 
 
+def picture(entries: dict, n_faces: int, data_dir: Path, translated_dir: Path, out_png: Path) -> list[str]:
+    """``compare.png``: one row per held-out human test face (the first ``n_faces``), columns
+    source | METHOD ... (``entries``: ``cyclegan.methods``); with a U-GAT-IT method among them
+    each method's ``cam/`` heatmaps as a column ``METHOD CAM`` beside it. Returns the column names."""
+    methods = list(entries)
+    rows, src = load_split(read_manifest(data_dir), "human", "test", data_dir)
+    k = min(n_faces, len(rows))
+    ids = list(rows["id"][:k])
+    learned = any(e.model == "ugatit" for e in entries.values())
+    columns, names = [src[:k]], ["source"]
+    for m in methods:
+        columns.append(load_images([str(translated_dir / m / f"{i}.png") for i in ids], Path(".")))
+        names.append(m)
+        cams = [translated_dir / m / "cam" / f"{i}.png" for i in ids]
+        if learned and all(f.is_file() for f in cams):      # the learned CAM beside the Grad-CAM
+            columns.append(load_images([str(f) for f in cams], Path(".")))
+            names.append(f"{m} CAM")
+    # one row per face: source | method 1 | method 2 ...
+    grid_rows = torch.stack(columns, 1).flatten(0, 1)
+    save_image(to_pil(pairs_grid([grid_rows], per_row=len(columns))), out_png)
+    return names
+
+
 def compare(params: ParamsFile, metrics_dir: Path = METRICS_DIR, data_dir: Path = RESIZED_DIR,
             translated_dir: Path = TRANSLATED_DIR, reports_dir: Path = REPORTS_DIR,
             eval_data_dir: Path = EVAL_DATA_DIR) -> dict:
@@ -340,14 +366,8 @@ def compare(params: ParamsFile, metrics_dir: Path = METRICS_DIR, data_dir: Path 
     write_json(metrics_dir / "compare.json", table)
     md = markdown(table, methods, reference, candidate, run["evals"][reference], n_boot)
     write_text(reports_dir / "compare.md", f"# {candidate} vs {reference}\n\n" + md)
-    rows, src = load_split(read_manifest(data_dir), "human", "test", data_dir)
-    k = min(n_faces, len(rows))
-    ids = list(rows["id"][:k])
-    columns = [src[:k]] + [load_images([str(translated_dir / m / f"{i}.png") for i in ids], Path(".")) for m in methods]
-    # one row per face: source | method 1 | method 2 ...
-    grid_rows = torch.stack(columns, 1).flatten(0, 1)
-    save_image(to_pil(pairs_grid([grid_rows], per_row=len(columns))), reports_dir / "compare.png")
+    names = picture(params.cyclegan.methods, n_faces, data_dir, translated_dir, reports_dir / "compare.png")
     Console().print(md, highlight=False)
     Console().print(f"compare: {rel(metrics_dir / 'compare.json')}, {rel(reports_dir / 'compare.md')}, "
-                    f"{rel(reports_dir / 'compare.png')} (columns: source | {' | '.join(methods)})")
+                    f"{rel(reports_dir / 'compare.png')} (columns: {' | '.join(names)})")
     return table

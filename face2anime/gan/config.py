@@ -20,7 +20,8 @@ from face2anime.gan.augment import parse_policy
 
 N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
-#: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step)
+#: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step); a
+#: ``model: ugatit`` run also logs ``loss_cam``
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
 #: the training summary's timings: in ``metrics/stages/train_cyclegan@M.json`` and
 #: ``metrics/cyclegan/M/TIMINGS_FILE`` (what the stage reads back from torchrun's rank 0), never in
@@ -37,13 +38,14 @@ VAL_LOGGED = ("val_realism", "val_cycle", "val_diversity", "val_score")
 class TrainConfig:
     """Everything that determines a training run (its hash keys the resume checkpoint).
 
-    The run's identity (method, subset, attention, seed = ``seed + cyclegan.train.seed``,
+    The run's identity (method, model, subset, attention, seed = ``seed + cyclegan.train.seed``,
     ``select.max_images``, ``select.share``, ``precision``, ``threads``) and every other
     :class:`~face2anime.core.schema.Train` field, with their meanings there. No field has a
     default: params.yaml holds them all (:meth:`build` copies a validated section).
     """
 
     method: str
+    model: str
     subset: str
     attention: bool
     seed: int
@@ -63,6 +65,8 @@ class TrainConfig:
     lr_decay_epochs: int
     lambda_cyc: float
     lambda_idt: float
+    lambda_cam: float
+    weight_decay: float
     gan_loss: str
     pool_size: int
     ema: float
@@ -87,7 +91,7 @@ class TrainConfig:
         return self.epochs * self.steps_per_epoch
 
     @classmethod
-    def build(cls, train: Train, *, method: str, subset: str, attention: bool, seed: int, max_images: int,
+    def build(cls, train: Train, *, method: str, model: str, subset: str, attention: bool, seed: int, max_images: int,
               share: float, precision: str, threads: int, **over: Any) -> "TrainConfig":
         """The config of one run from a validated ``cyclegan.train`` section (every field read,
         so the param trace records them) and the run's identity; ``over`` replaces fields
@@ -97,7 +101,7 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"not TrainConfig fields: {unknown}")
         fields.update(over)
-        return cls(method=method, subset=subset, attention=attention, seed=seed, max_images=max_images,
+        return cls(method=method, model=model, subset=subset, attention=attention, seed=seed, max_images=max_images,
                    share=share, precision=precision, threads=threads, **fields)
 
 
@@ -113,6 +117,8 @@ CAM_INPUT = str(CAM_DIR)
 def check_inputs(method: str, entry: Method, where: str) -> None:
     """A method's declared ``inputs`` must be the files it reads, or DVC would not re-run it
     when they change (or would re-run it needlessly). Absent ``inputs`` is allowed (tests)."""
+    if entry.model == "ugatit" and entry.attention:
+        raise UserError(f"{where}: model ugatit learns its own attention; set attention: false")
     inputs = entry.inputs
     if inputs is None:
         return
@@ -200,7 +206,7 @@ def read_config(method: str, params: ParamsFile) -> TrainConfig:
     except ValueError as e:
         raise UserError(f"{params.source}: cyclegan.train.diffaug: {e}") from None
     cfg = TrainConfig.build(
-        train, method=method, subset=m.subset, attention=m.attention,
+        train, method=method, model=m.model, subset=m.subset, attention=m.attention,
         seed=params.seed + train.seed, max_images=params.select.max_images, threads=params.threads,
         share=params.select.share, precision=params.precision, diffaug=diffaug)
     check_classifier_input(cfg, m, where)

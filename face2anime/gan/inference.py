@@ -24,6 +24,7 @@ from face2anime.models.classifiers import find_layer
 from face2anime.models.classify import LABELS, load_classifier
 from face2anime.core.paths import CLASSIFIER_DIR
 from face2anime.models.networks import Generator
+from face2anime.models.ugatit import Generator as UGATITGenerator, ImageOnly
 
 
 
@@ -31,7 +32,9 @@ def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.d
     """The trained generator ``G_XY`` (human -> character) or ``G_YX`` of ``model_dir``, in eval mode.
 
     The module gets attributes ``attention`` (bool: call it as ``G(x, cam)`` with the source's
-    CAM ``[B, 1, h, w]``), ``image_size`` and ``config`` (config.json as a dict).
+    CAM ``[B, 1, h, w]``), ``image_size`` and ``config`` (config.json as a dict). A U-GAT-IT
+    model (config ``model: ugatit``) comes as :class:`~face2anime.models.ugatit.ImageOnly`:
+    ``G(x)`` is the image, ``G.heatmap(x)`` its learned CAM heatmap.
     """
     if direction not in ("XY", "YX"):
         raise ValueError(f"direction must be 'XY' or 'YX', got {direction!r}")
@@ -39,8 +42,12 @@ def load_generator(model_dir: Path, direction: str = "XY", device: str | torch.d
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path} not found: train the model first (dvc repro train_cyclegan)")
     config = json.loads(cfg_path.read_text())
-    net = Generator(int(config["ngf"]), int(config["n_res"]), str(config["attention_mode"]),
-                    str(config.get("upsample", "transpose")))
+    net: nn.Module
+    if config.get("model", "cyclegan") == "ugatit":   # models trained before U-GAT-IT have no "model"
+        net = ImageOnly(UGATITGenerator(int(config["ngf"]), int(config["n_res"])))
+    else:
+        net = Generator(int(config["ngf"]), int(config["n_res"]), str(config["attention_mode"]),
+                        str(config.get("upsample", "transpose")))
     net.load_state_dict(torch_load(Path(model_dir) / f"G_{direction}.pt"))
     net.to(device).eval()
     net.attention = bool(config["attention"])  # type: ignore[assignment]
@@ -84,6 +91,8 @@ class Translator:
         self.g_xy = load_generator(model_dir, "XY", device)
         self.g_yx = load_generator(model_dir, "YX", device)
         self.attention = bool(self.g_xy.attention)
+        #: U-GAT-IT: the generator has its own (learned) CAM
+        self.learned_cam = isinstance(self.g_xy, ImageOnly)
         self.size = int(self.g_xy.image_size)
         self.config: dict = self.g_xy.config
         self.warnings = model_warnings(self.config)
@@ -140,6 +149,34 @@ class Translator:
         way back of a cycle for any image in place of ``G_XY(source)``."""
         return torch.cat([self._run(self.g_yx, y[i:i + batch_size], self.cams(source[i:i + batch_size], "human"))
                           for i in range(0, len(y), batch_size)])
+
+    @torch.no_grad()
+    def _run_learned(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """U-GAT-IT's ``G_XY`` on uint8 humans -> (image, learned heatmap ``[B, 1, S/4, S/4]``)."""
+        with autocast(self.device, self.precision):
+            img, _, heat = self.g_xy.net(to_model(x).to(self.device))
+        return img.float().cpu(), heat.float().cpu()
+
+    def to_character_with_heatmaps(self, x: torch.Tensor, batch_size: int = 64
+                                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Human uint8 images -> (characters in [-1, 1], the attention heatmaps ``[B, 1, S/4, S/4]``
+        in [0, 1], each scaled to its own min..max: U-GAT-IT's learned CAM, an attention method's
+        Grad-CAM, None for a method without attention)."""
+        outs, heats = [], []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            if self.learned_cam:
+                img, heat = self._run_learned(xb)
+            else:
+                cam = self.cams(xb, "human")
+                img, heat = self._run(self.g_xy, xb, cam), None if cam is None else cam.float().cpu()
+            outs.append(img)
+            heats.append(heat)
+        if heats[0] is None:
+            return torch.cat(outs), None
+        h = torch.cat(heats)
+        lo, hi = h.amin((1, 2, 3), keepdim=True), h.amax((1, 2, 3), keepdim=True)
+        return torch.cat(outs), (h - lo) / (hi - lo).clamp_min(1e-8)
 
     def _batched(self, g: torch.nn.Module, x: torch.Tensor, domain: str, batch_size: int) -> torch.Tensor:
         return torch.cat([self._run(g, x[i:i + batch_size], self.cams(x[i:i + batch_size], domain))

@@ -7,6 +7,9 @@ Losses (paper + CycleGAN): ``L_G = adv(D_Y(G_XY(x))) + adv(D_X(G_YX(y)))
 ``0.5 * (gan(D(real), 1) + gan(D(pool(fake)), 0))``. ``gan`` is BCE-with-logits (vanilla, the
 paper's log loss) or MSE (lsgan). Losses are computed in fp32; the network forwards run under
 bf16 autocast when ``precision`` asks for it.
+
+:class:`UGATIT` (a method's ``model: ugatit``) is the same machinery with U-GAT-IT light's
+networks and losses; :func:`make_model` picks the class.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from face2anime.models.networks import (
     Generator,
     init_weights,
 )
+from face2anime.models import ugatit
 
 def gan_loss(logits: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
     """Vanilla (BCE-with-logits) or LSGAN (MSE) loss of D's patch logits vs the label, in fp32."""
@@ -54,6 +58,21 @@ D_STATS = ("d_acc_real", "d_acc_fake")
 
 def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return None if a is None or b is None else torch.cat([a, b])
+
+
+def _split(out: Any, b: int) -> tuple:
+    """A network's output on a concatenated batch (a tensor or nested tuples of tensors) ->
+    (its first ``b`` images' output, the rest's), with the same nesting."""
+    if isinstance(out, torch.Tensor):
+        return tuple(out.split(b))
+    return tuple(zip(*(_split(o, b) for o in out)))
+
+
+def _cat_aug(aug: list[dict[str, torch.Tensor]] | None, i: int, j: int) -> dict[str, torch.Tensor] | None:
+    """The DiffAugment draws of ``aug[i]`` and ``aug[j]`` as one draw for their concatenated batches."""
+    if aug is None:
+        return None
+    return {k: torch.cat([aug[i][k], aug[j][k]], dim=1 if k in ("shift", "cutout") else 0) for k in aug[i]}
 
 
 class CycleGAN:
@@ -83,16 +102,14 @@ class CycleGAN:
         self.cfg, self.device = cfg, device
         self._bf16 = resolve_precision(device, cfg.precision) == "bf16"
         self.notify = notify or (lambda msg: print(msg, flush=True))
-        gen = torch.Generator().manual_seed(cfg.seed)
-        self.G_XY = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
-        self.G_YX = init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen).to(device)
-        self.D_X = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
-        self.D_Y = init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen).to(device)
+        nets = self._make_nets(torch.Generator().manual_seed(cfg.seed))
+        self.G_XY, self.G_YX, self.D_X, self.D_Y = (nets[k].to(device) for k in ("G_XY", "G_YX", "D_X", "D_Y"))
         if cfg.channels_last:
             for net in self.nets().values():
                 net.to(memory_format=torch.channels_last)
         betas = (cfg.beta1, cfg.beta2)
         impl = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[cfg.adam]
+        impl["weight_decay"] = cfg.weight_decay   # 0: exactly Adam without decay
         self.opt_G = torch.optim.Adam(list(self.G_XY.parameters()) + list(self.G_YX.parameters()), cfg.lr, betas,
                                       **impl)
         self.opt_D = torch.optim.Adam(list(self.D_X.parameters()) + list(self.D_Y.parameters()), cfg.lr, betas,
@@ -124,6 +141,20 @@ class CycleGAN:
         self.g_fn = Compiled(self._g_loss, "the generator step", cfg.compile, self.notify)
         self.d_fn = Compiled(self._d_loss, "the discriminator step", cfg.compile, self.notify)
         self._ddp: dict[Compiled, nn.Module] = {}   # set by distribute() when several processes train
+
+    #: the losses :meth:`step` returns, in order
+    loss_names: tuple[str, ...] = LOSSES
+
+    def _make_nets(self, gen: torch.Generator) -> dict[str, nn.Module]:
+        """``G_XY``, ``G_YX``, ``D_X``, ``D_Y`` (on the CPU), initialised from ``gen``."""
+        cfg = self.cfg
+        return {"G_XY": init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen),
+                "G_YX": init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen),
+                "D_X": init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen),
+                "D_Y": init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen)}
+
+    def _after_g_step(self) -> None:
+        """Called after each generator optimiser step (U-GAT-IT clips its rho here)."""
 
     def distribute(self, world: "distributed.World") -> None:
         """Several processes: DDP over each phase (G's loss for the generators, D's for the
@@ -233,6 +264,22 @@ class CycleGAN:
             dcx, dcy = cvy, cvx
         return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt]).detach(), dcx, dcy
 
+    def _d_outputs(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                   dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
+                   dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None) -> tuple:
+        """The discriminators' outputs ``(D_Y(y), D_Y(py), D_X(x), D_X(px))`` as :meth:`_d_loss` takes them."""
+        a = aug or [None, None, None, None]  # type: ignore[list-item]
+        with self._ac():
+            if self.cfg.fuse_passes:
+                b = y.shape[0]
+                a_y, a_x = _cat_aug(aug, 0, 1), _cat_aug(aug, 2, 3)
+                r_y, f_y = _split(self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), a_y, LABEL_Y)), b)
+                r_x, f_x = _split(self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), a_x, LABEL_X)), b)
+            else:
+                r_y, f_y = self.D_Y(*self._d_view(y, dcy, a[0], LABEL_Y)), self.D_Y(*self._d_view(py, dpy, a[1], LABEL_Y))
+                r_x, f_x = self.D_X(*self._d_view(x, dcx, a[2], LABEL_X)), self.D_X(*self._d_view(px, dpx, a[3], LABEL_X))
+        return r_y, f_y, r_x, f_x
+
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                 dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
                 dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None = None):
@@ -240,17 +287,7 @@ class CycleGAN:
 
         ``aug``: DiffAugment draws for ``[y, py, x, px]`` (in that order) or None."""
         cfg = self.cfg
-        a = aug or [None, None, None, None]  # type: ignore[list-item]
-        with self._ac():
-            if cfg.fuse_passes:
-                b = y.shape[0]
-                cat_aug = lambda i, j: None if aug is None else {  # noqa: E731
-                    k: torch.cat([a[i][k], a[j][k]], dim=1 if k in ("shift", "cutout") else 0) for k in a[i]}
-                r_y, f_y = self.D_Y(*self._d_view(torch.cat([y, py]), _cat(dcy, dpy), cat_aug(0, 1), LABEL_Y)).split(b)
-                r_x, f_x = self.D_X(*self._d_view(torch.cat([x, px]), _cat(dcx, dpx), cat_aug(2, 3), LABEL_X)).split(b)
-            else:
-                r_y, f_y = self.D_Y(*self._d_view(y, dcy, a[0], LABEL_Y)), self.D_Y(*self._d_view(py, dpy, a[1], LABEL_Y))
-                r_x, f_x = self.D_X(*self._d_view(x, dcx, a[2], LABEL_X)), self.D_X(*self._d_view(px, dpx, a[3], LABEL_X))
+        r_y, f_y, r_x, f_x = self._d_outputs(x, y, px, py, dcx, dcy, dpx, dpy, aug)
         loss_D = 0.5 * (gan_loss(r_y, True, cfg.gan_loss) + gan_loss(f_y, False, cfg.gan_loss)) \
             + 0.5 * (gan_loss(r_x, True, cfg.gan_loss) + gan_loss(f_x, False, cfg.gan_loss))
         with torch.no_grad():
@@ -279,7 +316,7 @@ class CycleGAN:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
              dcx: torch.Tensor | None = None, dcy: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step -> (losses ``[4]`` in :data:`LOSSES` order, D stats ``[2]``).
+        """One optimisation step -> (losses in :attr:`loss_names` order, D stats ``[2]``).
 
         ``dcx``/``dcy``: the real images' CAMs for D (:func:`prepare_dcams`); by default ``cx``/``cy``
         resized to D's feature size (``d_cam: source``) or computed (``self``)."""
@@ -312,6 +349,7 @@ class CycleGAN:
         fdy = None if self.d_cam == "self" else dcy
         out = self._minimise(self.g_fn, self.opt_G, x, y, cx, cy, fdx, fdy,
                              *(aug_g if aug_g is not None else (None, None)))
+        self._after_g_step()
         _, fake_y, fake_x, parts, cam_fy, cam_fx = out
         if self.d_cam == "self" and self.policy:   # pooled fakes get the CAM of their augmented view
             cam_fy = cam_fx = None
@@ -324,7 +362,7 @@ class CycleGAN:
         self.sched_G.step()
         self.sched_D.step()
         self._update_ema()
-        losses = torch.stack([parts[0], loss_D.detach(), parts[1], parts[2]])
+        losses = torch.cat([parts[:1], loss_D.detach().reshape(1), parts[1:]])
         return losses, d_stats
 
     def state_dict(self) -> dict[str, Any]:
@@ -350,3 +388,104 @@ class CycleGAN:
         self.pool_Y.load_state_dict(state["pool_Y"], self.device)
         if self.policy:
             self.aug_gen.set_state(state["aug_gen"])
+
+
+def _bce(logits: torch.Tensor, source: bool) -> torch.Tensor:
+    return gan_loss(logits, source, "vanilla")
+
+
+class UGATIT(CycleGAN):
+    """U-GAT-IT light (:mod:`face2anime.models.ugatit`) in the CycleGAN machinery: the same
+    step, optimisers, schedules, pools, EMA, DiffAugment, checkpoints and DDP phases; its own
+    networks and losses (``model: ugatit``; ``attention`` must be false: it learns its own).
+
+    Generators (``gan`` = ``cfg.gan_loss``, least squares for the authors; both discriminators
+    of a domain, global and local, each with a patch and a CAM output)::
+
+        L_G = sum_{D, out} gan(D_out(fake), 1)                         # 8 terms
+            + lambda_cyc * (|G_YX(G_XY(x)) - x|_1 + |G_XY(G_YX(y)) - y|_1)
+            + lambda_idt * lambda_cyc * (|G_XY(y) - y|_1 + |G_YX(x) - x|_1)
+            + lambda_cam * (bce(eta_XY(x), 1) + bce(eta_XY(y), 0) + bce(eta_YX(y), 1) + bce(eta_YX(x), 0))
+
+    where ``eta`` are a generator's CAM logits ``[B, 2]``: "source" (1) on its source-domain
+    input, "target" (0) on the identity pass. Discriminators:
+    ``L_D = sum_{D, out} gan(D_out(real), 1) + gan(D_out(pool(fake)), 0)`` (the authors' sum,
+    no 0.5). After every generator step every rho is clipped to [0, 1].
+
+    ``fuse_passes`` is the same function up to spectral norm's power iteration, which runs once
+    per discriminator call (one call on a concatenated batch instead of two).
+    """
+
+    loss_names = LOSSES + ("loss_cam",)
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, notify: Callable[[str], None] | None = None,
+                 rank: int = 0, size: int = 0):
+        if size < 16:
+            raise ValueError(f"U-GAT-IT needs the training image size (>= 16 px), got {size}")
+        self.size = size
+        super().__init__(cfg, device, notify, rank)
+
+    def _make_nets(self, gen: torch.Generator) -> dict[str, nn.Module]:
+        seed = int(torch.randint(0, 2 ** 62, (), generator=gen))
+        return ugatit.build(self.cfg.ngf, self.cfg.ndf, self.cfg.n_res, self.size, seed)
+
+    def _after_g_step(self) -> None:
+        ugatit.clip_rho(self.G_XY)
+        ugatit.clip_rho(self.G_YX)
+
+    def generators(self) -> dict[str, nn.Module]:
+        """As for CycleGAN, each called like a CycleGAN generator (``g(x) -> image``)."""
+        return {k: ugatit.ImageOnly(g) for k, g in super().generators().items()}
+
+    def _g_loss(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
+                dcx: torch.Tensor | None, dcy: torch.Tensor | None, aug_y: dict[str, torch.Tensor] | None = None,
+                aug_x: dict[str, torch.Tensor] | None = None):
+        """As :meth:`CycleGAN._g_loss`, parts ``[adv, cyc, idt, cam]``; no CAMs in or out."""
+        cfg = self.cfg
+        need_idt = cfg.lambda_idt > 0 or cfg.lambda_cam > 0
+        idt_y = idt_x = None
+        with self._ac():
+            if cfg.fuse_passes and need_idt:
+                b = x.shape[0]
+                gy, idt_y = _split(self.G_XY(torch.cat([x, y])), b)
+                gx, idt_x = _split(self.G_YX(torch.cat([y, x])), b)
+            else:
+                gy, gx = self.G_XY(x), self.G_YX(y)
+            rec_x, rec_y = self.G_YX(gy[0])[0], self.G_XY(gx[0])[0]
+            if need_idt and idt_y is None:
+                idt_y, idt_x = self.G_XY(y), self.G_YX(x)
+            d_fy = self.D_Y(self._d_view(gy[0], None, aug_y, LABEL_Y)[0])
+            d_fx = self.D_X(self._d_view(gx[0], None, aug_x, LABEL_X)[0])
+        fake_y, fake_x = gy[0].float(), gx[0].float()
+        adv = sum(gan_loss(p, True, cfg.gan_loss) + gan_loss(c, True, cfg.gan_loss) for p, c, _ in (*d_fy, *d_fx))
+        cyc = F.l1_loss(rec_x.float(), x) + F.l1_loss(rec_y.float(), y)
+        zero = torch.zeros((), device=x.device)
+        idt = cam = zero
+        if idt_y is not None and idt_x is not None:
+            idt = F.l1_loss(idt_y[0].float(), y) + F.l1_loss(idt_x[0].float(), x)
+            cam = _bce(gy[1], True) + _bce(idt_y[1], False) + _bce(gx[1], True) + _bce(idt_x[1], False)
+        loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt + cfg.lambda_cam * cam
+        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt, cam]).detach(), None, None
+
+    def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
+                dpy: torch.Tensor | None, aug: list[dict[str, torch.Tensor]] | None = None):
+        """As :meth:`CycleGAN._d_loss`; the accuracies over the patch logits of both scales."""
+        cfg = self.cfg
+        r_y, f_y, r_x, f_x = self._d_outputs(x, y, px, py, dcx, dcy, dpx, dpy, aug)
+        reals, fakes = (*r_y, *r_x), (*f_y, *f_x)      # (patch, cam, heat) of each D
+        loss_D = sum(gan_loss(p, True, cfg.gan_loss) + gan_loss(c, True, cfg.gan_loss) for p, c, _ in reals) \
+            + sum(gan_loss(p, False, cfg.gan_loss) + gan_loss(c, False, cfg.gan_loss) for p, c, _ in fakes)
+        with torch.no_grad():
+            thr = 0.5 if cfg.gan_loss == "lsgan" else 0.0
+            acc_r = torch.stack([(o[0].float() > thr).float().mean() for o in reals]).mean()
+            acc_f = torch.stack([(o[0].float() < thr).float().mean() for o in fakes]).mean()
+        return loss_D, torch.stack([acc_r, acc_f])
+
+
+def make_model(cfg: TrainConfig, device: torch.device, notify: Callable[[str], None] | None = None,
+               rank: int = 0, size: int = 0) -> CycleGAN:
+    """The model of ``cfg.model``: :class:`CycleGAN` or :class:`UGATIT` (which needs the image ``size``)."""
+    if cfg.model == "ugatit":
+        return UGATIT(cfg, device, notify, rank, size)
+    return CycleGAN(cfg, device, notify, rank)

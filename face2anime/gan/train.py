@@ -29,6 +29,10 @@ paper's log loss) or MSE (lsgan). Adam(lr, (beta1, beta2)); the learning rate de
 network forwards run under bf16 autocast when ``precision`` asks for it. With ``ema > 0``
 the saved (and sampled) generators are exponential moving averages of the trained weights.
 
+``model: ugatit`` trains U-GAT-IT light instead (its networks learn their own CAM; its
+losses add the discriminators' CAM outputs and the generators' CAM loss, logged as
+``loss_cam``; see :class:`face2anime.gan.model.UGATIT`), with everything else the same.
+
 The discriminators' CAM (``cyclegan.train.d_cam``, attention methods): ``source`` as above
 (a fake carries its source's CAM), ``self`` (every image D sees gets the frozen guiding
 classifier's CAM of that very image, see :mod:`face2anime.gan.dcam`) or ``none`` (attention in
@@ -115,7 +119,7 @@ from face2anime.gan.data import (
     prepare_dcams,
 )
 from face2anime.gan.dcam import load_cam_net, self_cams
-from face2anime.gan.model import D_STATS, LABEL_X, LABEL_Y, LOSSES, CycleGAN
+from face2anime.gan.model import D_STATS, LABEL_X, LABEL_Y, CycleGAN, make_model
 
 
 def sample_picture(model: CycleGAN, xs: torch.Tensor, ys: torch.Tensor, cxs: torch.Tensor | None,
@@ -219,7 +223,7 @@ def train(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, cam_dir
     monitor = RunMonitor()
 
     def new_model() -> CycleGAN:
-        m = CycleGAN(cfg, device, notify, rank=world.rank)
+        m = make_model(cfg, device, notify, rank=world.rank, size=size)
         if cam_net is not None:
             m.set_cam_net(cam_net)
         return m
@@ -274,7 +278,7 @@ def train(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, cam_dir
         for epoch in range(start_epoch, cfg.epochs):
             # running sums stay on the device (float64: the same sums as adding Python floats);
             # they are read on the host only at log steps, so a CUDA step never waits for a sync
-            names = LOSSES + D_STATS
+            names = model.loss_names + D_STATS
             acc = torch.zeros(len(names), dtype=torch.float64, device=device)
             ep_sum = torch.zeros_like(acc)
             n_acc, t_win, t_epoch = 0, time.perf_counter(), elapsed
@@ -372,7 +376,7 @@ def train(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, cam_dir
         torch_save(state, out_dir / f"{name}.pt")
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
     write_json(out_dir / "config.json", {
-        "method": method, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
+        "method": method, "model": cfg.model, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
         "upsample": cfg.upsample,
         "ngf": cfg.ngf, "ndf": cfg.ndf, "n_res": cfg.n_res, "size": size, "cam_size": None if X.cams is None
         else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
