@@ -244,3 +244,34 @@ def test_report_command_is_registered(fake: Path) -> None:
     result = CliRunner().invoke(build_app(["report"]), ["report", "--root", str(fake)])
     assert result.exit_code == 0, result.output
     assert (fake / "docs" / "results.md").read_text() == render(fake)
+
+
+def test_the_ugatit_study_gets_its_own_section_with_the_training_cost(fake: Path) -> None:
+    """A ``metrics/ugatit_*.json`` study (other budget) is its own section, not mixed into the
+    three-seed table; its training cost per method is the mean ms per step over the runs."""
+    cost = {"a (seed 0)": {"baseline": {"steps": 100, "train_seconds": 20.0, "ms_per_step": 200.0, "cpu": "Fake CPU",
+                                        "threads": 2, "precision": "fp32"},
+                           "ugatit": {"steps": 100, "train_seconds": 40.0, "ms_per_step": 400.0, "cpu": "Fake CPU",
+                                      "threads": 2, "precision": "fp32"}},
+            "b (seed 1)": {"baseline": {"steps": 100, "train_seconds": 22.0, "ms_per_step": 220.0, "cpu": "Fake CPU",
+                                        "threads": 2, "precision": "fp32"},
+                           "ugatit": None}}
+    _dump(fake / "metrics" / "ugatit_vs_baseline.json", {
+        "runs": ["a (seed 0)", "b (seed 1)"], "reference": "baseline", "candidate": "ugatit", "training_cost": cost,
+        "metrics": {"char_rate": _row("baseline", "ugatit", 0.7, 0.6, -0.1, -0.2, -0.01, "baseline better",
+                                      n_seeds=2)}})
+    page = render(fake)
+    main, ug = page.split("## U-GAT-IT light beside the paper's methods")
+    assert "ugatit" not in main.split("## Three training seeds")[1].split("\n## ")[0]   # not in the main study
+    assert "| `baseline` | 100 | 210 | 2 | Fake CPU, 2 threads, fp32 |" in ug      # (200 + 220) / 2
+    assert "| `ugatit` | 100 | 400 | 1 | Fake CPU, 2 threads, fp32 |" in ug
+
+
+def test_training_cost_of_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from face2anime.apps.seeds import training_cost
+
+    _dump(tmp_path / "metrics/cyclegan/m/metrics.json", {"steps": 250, "precision": "bf16", "threads": 2})
+    _dump(tmp_path / "metrics/stages/train_cyclegan@m.json", {"train_seconds": 50.0, "machine": {"cpu": "X"}})
+    monkeypatch.chdir(tmp_path)
+    assert training_cost(["m", "gone"]) == {"m": {"steps": 250, "train_seconds": 50.0, "ms_per_step": 200.0,
+                                                  "precision": "bf16", "threads": 2, "cpu": "X"}, "gone": None}

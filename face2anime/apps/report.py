@@ -73,6 +73,12 @@ names a method only when the metric is valid for both, the CI excludes 0 and p <
 ([operations.md](operations.md#comparing-methods-and-experiments)).
 """
 
+UGATIT_INTRO = ("U-GAT-IT light (`model: ugatit`, [method.md](method.md#u-gat-it-light-a-method-that-learns-its-cam)) "
+                "and the two paper methods, each trained with three seeds at a shorter budget than the "
+                "defaults (`cyclegan.train.epochs: 2`, `lr_decay_epochs: 1`: 1000 steps) through DVC "
+                "experiments (`face2anime seeds --no-workspace`, [operations.md](operations.md)); one "
+                "machine, one job at a time.")
+
 STUDY_NOTES = """\
 **Recorded by hand when the study ran** (these numbers are not in the committed metrics, so
 `face2anime report` does not refresh them): per seed, `char_rate` baseline 0.827 / 0.872 /
@@ -381,9 +387,9 @@ def _timings(root: Path) -> list[str]:
     return out
 
 
-def _study_files(root: Path) -> list[dict]:
+def _study_files(root: Path, pattern: str = "study_*.json") -> list[dict]:
     found = []
-    for f in sorted((root / "metrics").glob("study_*.json")):
+    for f in sorted((root / "metrics").glob(pattern)):
         d = _load(f)
         if d and isinstance(d.get("metrics"), dict):
             found.append({**d, "file": f.name})
@@ -394,11 +400,12 @@ def _cand_order(name: str) -> tuple[int, str]:
     return (0 if name == "proposed" else 1, name)
 
 
-def _study(root: Path) -> list[str]:
-    studies = _study_files(root)
+def _study(root: Path, pattern: str = "study_*.json", title: str = "Three training seeds: does CAM help?",
+           intro: str = "") -> list[str]:
+    studies = _study_files(root, pattern)
     if not studies:
         return []
-    out = ["## Three training seeds: does CAM help?", ""]
+    out = [f"## {title}", ""] + ([intro, ""] if intro else [])
     by_ref: dict[str, list[dict]] = {}
     for s in studies:
         by_ref.setdefault(s["reference"], []).append(s)
@@ -431,9 +438,26 @@ def _study(root: Path) -> list[str]:
         invalid = sorted({k for s in group for k, r in s["metrics"].items() if r.get("valid") is False})
         if invalid:
             out += ["Not valid in these runs (not judged): " + ", ".join(f"`{k}`" for k in invalid) + ".", ""]
+        out += _costs(group, [ref] + cands)
         if ref == "baseline" and "proposed" in cands:
             out += _targets(group[cands.index("proposed")])
     return out
+
+
+def _costs(group: list[dict], methods: list[str]) -> list[str]:
+    """Training cost per method (ms per step, mean over the runs), from the study files'
+    ``training_cost`` (recorded by ``face2anime seeds``); nothing for files without it."""
+    rows = []
+    for m in methods:
+        got = [c[m] for s in group for c in (s.get("training_cost") or {}).values() if c.get(m)]
+        if got:
+            got = list({(g["train_seconds"], g["steps"]): g for g in got}.values())   # a run counted once
+            rows.append([f"`{m}`", str(got[0]["steps"]), _num(sum(g["ms_per_step"] for g in got) / len(got), 0),
+                         str(len(got)), f"{got[0]['cpu']}, {got[0]['threads']} threads, {got[0]['precision']}"])
+    if not rows:
+        return []
+    return (["Training cost in these runs (a timing: it depends on the machine and its load):", ""]
+            + _table(["method", "steps", "ms per step", "runs", "machine"], rows) + [""])
 
 
 def _targets(study: dict) -> list[str]:
@@ -498,6 +522,7 @@ def render(root: Path) -> str:
     study = _study(root)
     if study:
         lines += study + STUDY_NOTES.splitlines() + [""]
+    lines += _study(root, "ugatit_*.json", "U-GAT-IT light beside the paper's methods", UGATIT_INTRO)
     lines += _seeds(root) + RUN_NOTES.splitlines() + [""] + LIMITATIONS.splitlines()
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -17,9 +17,10 @@ is a two-way bootstrap over seeds and test images. It writes ``metrics/seeds.jso
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import typer
 from rich.console import Console
@@ -55,24 +56,69 @@ def same_but_seed(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
+def training_cost(methods: list[str], open_file: Callable[[str], IO[bytes]] | None = None) -> dict[str, Any]:
+    """What training each method cost in one run: steps, seconds of the training loop and ms per
+    step (from ``metrics/cyclegan/M/metrics.json`` and the stage's timing file
+    ``metrics/stages/train_cyclegan@M.json``), and the CPU it ran on. ``open_file`` as in
+    :func:`~face2anime.evaluation.compare.load_run`; a missing file gives None for that method."""
+    def read(path: str) -> dict | None:
+        try:
+            if open_file is None:
+                return json.loads(Path(path).read_text())
+            with open_file(path) as fh:
+                return json.loads(fh.read())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    out: dict[str, Any] = {}
+    for m in methods:
+        summary, stage = read(f"metrics/cyclegan/{m}/metrics.json"), read(f"metrics/stages/train_cyclegan@{m}.json")
+        if not summary or not stage or "train_seconds" not in stage:
+            out[m] = None
+            continue
+        steps = summary["steps"]
+        out[m] = {"steps": steps, "train_seconds": stage["train_seconds"],
+                  "ms_per_step": round(1000 * stage["train_seconds"] / steps, 1),
+                  "precision": summary.get("precision"), "threads": summary.get("threads"),
+                  "cpu": stage.get("machine", {}).get("cpu")}
+    return out
+
+
+def cost_lines(cost: dict[str, Any], methods: list[str]) -> str:
+    """Markdown lines: each method's training steps and mean ms per step over the runs."""
+    lines = []
+    for m in methods:
+        got = [c[m] for c in cost.values() if c.get(m)]
+        if got:
+            ms = sum(g["ms_per_step"] for g in got) / len(got)
+            lines.append(f"- `{m}`: {got[0]['steps']} steps, {ms:.0f} ms per step (mean of {len(got)} runs; "
+                         f"{got[0]['cpu']}, {got[0]['threads']} threads, {got[0]['precision']})")
+    return ("Training cost (measured in these runs):\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def aggregate(methods: list[str], reference: str, candidate: str, experiments: list[dict[str, Any]],
               include_workspace: bool = True, n_boot: int = 10000, n_perm: int = 10000,
-              repo: str = ".") -> tuple[dict, list[str]]:
-    """The paired comparison over the workspace's run and ``experiments`` (one per seed)."""
+              repo: str = ".") -> tuple[dict, list[str], dict[str, Any]]:
+    """The paired comparison over the workspace's run and ``experiments`` (one per seed), the
+    run labels, and each run's training cost (:func:`training_cost`, by label)."""
     import dvc.api
 
-    runs, labels = [], []
+    runs, labels, cost = [], [], {}
     if include_workspace:
         runs.append(load_run(methods))
         labels.append("workspace")
+        cost["workspace"] = training_cost(methods)
     for e in experiments:
-        runs.append(load_run(methods, open_file=lambda p, rev=e["rev"]: dvc.api.open(p, repo=repo, rev=rev,
-                                                                                        mode="rb")))
+        def opener(p: str, rev: str = e["rev"]) -> IO[bytes]:
+            return dvc.api.open(p, repo=repo, rev=rev, mode="rb")
+
+        runs.append(load_run(methods, open_file=opener))
         labels.append(f"{e['name']} (seed {e['params'].get(SEED_KEY)})")
+        cost[labels[-1]] = training_cost(methods, opener)
     if len(runs) < 2:
         raise UserError("seeds: fewer than two runs to aggregate; queue seeds first, e.g. "
                         "`dvc exp run --queue -n seed-1 -S cyclegan.train.seed=1` and `dvc queue start -j 1`")
-    return paired_comparison(runs, reference, candidate, n_boot, n_perm), labels
+    return paired_comparison(runs, reference, candidate, n_boot, n_perm), labels, cost
 
 
 def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None = None,
@@ -101,12 +147,13 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
     seeds = {e["params"].get(SEED_KEY) for e in chosen}
     if len(seeds) != len(chosen):
         raise UserError("seeds: two experiments share a seed; name the ones to use with --exp")
-    table, labels = aggregate(methods, reference, candidate, chosen, include_workspace=workspace,
-                              n_boot=p.compare.bootstrap, n_perm=p.compare.permutations)
+    table, labels, cost = aggregate(methods, reference, candidate, chosen, include_workspace=workspace,
+                                    n_boot=p.compare.bootstrap, n_perm=p.compare.permutations)
     write_json(metrics_dir / f"{out_name}.json", {"runs": labels, "reference": reference, "candidate": candidate,
-                                                  "metrics": table})
+                                                  "metrics": table, "training_cost": cost})
     md = (f"# {candidate} vs {reference} over {len(labels)} training seeds\n\nRuns: {', '.join(labels)}. "
-          "CIs: two-way bootstrap over seeds and test images.\n\n" + markdown(table, methods, reference, candidate))
+          "CIs: two-way bootstrap over seeds and test images.\n\n" + markdown(table, methods, reference, candidate)
+          + "\n" + cost_lines(cost, methods))
     write_text(reports_dir / f"{out_name}.md", md)
     Console().print(md, highlight=False)
     return table
