@@ -146,3 +146,16 @@ def test_seeds_output_name_must_be_a_plain_file_name(tmp_path) -> None:
 
     with pytest.raises(UserError, match="--out must be a plain file name"):
         run_seeds(tmp_path / "params.yaml", out_name="../x")
+
+
+def test_more_junk_is_worse() -> None:
+    """``junk_rate`` (translations the judge calls junk) is lower-is-better: a candidate that
+    makes more junk loses (it was once read the other way round)."""
+    n = 40
+    base = {"is_character": [1] * n, "edge_ssim": [0.5] * n, "verdict": ["character"] * n}
+    cand = {"is_character": [1] * n, "edge_ssim": [0.5] * n, "verdict": ["junk" if k % 2 else "character" for k in range(n)]}
+    run = _run({"baseline": base, "proposed": cand})
+    for m, cols in (("baseline", base), ("proposed", cand)):
+        run["evals"][m]["junk_rate"] = sum(v == "junk" for v in cols["verdict"]) / n
+    t = paired_comparison([run], "baseline", "proposed", n_boot=1000, n_perm=1000)
+    assert t["junk_rate"]["delta"] == pytest.approx(0.5) and t["junk_rate"]["verdict"] == "baseline better"

@@ -51,7 +51,7 @@ from face2anime.evaluation import stats
 from face2anime.evaluation.validity import metric_validity, validity_key
 
 #: metrics where lower is better
-LOWER_IS_BETTER = ("kid_judge.mean", "cycle_l1.human", "cycle_l1.character", "inception.kid.mean",
+LOWER_IS_BETTER = ("kid_judge.mean", "junk_rate", "cycle_l1.human", "cycle_l1.character", "inception.kid.mean",
                    "inception.kid.x100", "inception.fid.value", "inception.mean_kid_ugatit.mean",
                    "inception.mean_kid_ugatit.x100", "inception.mean_kid_ugatit.kid_to_target")
 #: not compared: counts, spreads, settings and properties of the shared data/predictor (timings
