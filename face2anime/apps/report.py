@@ -444,16 +444,26 @@ def _study(root: Path, pattern: str = "study_*.json", title: str = "Three traini
     return out
 
 
-def _costs(group: list[dict], methods: list[str]) -> list[str]:
-    """Training cost per method (ms per step, mean over the runs), from the study files'
-    ``training_cost`` (recorded by ``face2anime seeds``); nothing for files without it."""
-    rows = []
+def mean_costs(runs: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:
+    """Per method (in order, those with a cost): its steps, the mean ms per step over ``runs``
+    (each ``{method: training cost or None}``, as ``face2anime seeds`` records them; a run that
+    appears twice counts once), how many runs, and the machine of the first."""
+    out = []
     for m in methods:
-        got = [c[m] for s in group for c in (s.get("training_cost") or {}).values() if c.get(m)]
+        got = list({(c[m]["train_seconds"], c[m]["steps"]): c[m] for c in runs if c.get(m)}.values())
         if got:
-            got = list({(g["train_seconds"], g["steps"]): g for g in got}.values())   # a run counted once
-            rows.append([f"`{m}`", str(got[0]["steps"]), _num(sum(g["ms_per_step"] for g in got) / len(got), 0),
-                         str(len(got)), f"{got[0]['cpu']}, {got[0]['threads']} threads, {got[0]['precision']}"])
+            out.append({"method": m, "steps": got[0]["steps"], "runs": len(got),
+                        "ms_per_step": sum(g["ms_per_step"] for g in got) / len(got),
+                        "machine": f"{got[0]['cpu']}, {got[0]['threads']} threads, {got[0]['precision']}"})
+    return out
+
+
+def _costs(group: list[dict], methods: list[str]) -> list[str]:
+    """Training cost per method (:func:`mean_costs`) over the study files' ``training_cost``;
+    nothing for files without it."""
+    runs = [c for s in group for c in (s.get("training_cost") or {}).values()]
+    rows = [[f"`{c['method']}`", str(c["steps"]), _num(c["ms_per_step"], 0), str(c["runs"]), c["machine"]]
+            for c in mean_costs(runs, methods)]
     if not rows:
         return []
     return (["Training cost in these runs (a timing: it depends on the machine and its load):", ""]

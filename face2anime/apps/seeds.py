@@ -86,13 +86,10 @@ def training_cost(methods: list[str], open_file: Callable[[str], IO[bytes]] | No
 
 def cost_lines(cost: dict[str, Any], methods: list[str]) -> str:
     """Markdown lines: each method's training steps and mean ms per step over the runs."""
-    lines = []
-    for m in methods:
-        got = [c[m] for c in cost.values() if c.get(m)]
-        if got:
-            ms = sum(g["ms_per_step"] for g in got) / len(got)
-            lines.append(f"- `{m}`: {got[0]['steps']} steps, {ms:.0f} ms per step (mean of {len(got)} runs; "
-                         f"{got[0]['cpu']}, {got[0]['threads']} threads, {got[0]['precision']})")
+    from face2anime.apps.report import mean_costs
+
+    lines = [f"- `{c['method']}`: {c['steps']} steps, {c['ms_per_step']:.0f} ms per step (mean of {c['runs']} runs; "
+             f"{c['machine']})" for c in mean_costs(list(cost.values()), methods)]
     return ("Training cost (measured in these runs):\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
