@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# face2anime repro = dvc repro with the CycleGAN trainings side by side (same results; docs/performance.md)
 repro: setup
 	@start=$$(date +%s); \
-	$(BIN)/dvc repro $(ARGS) || exit $$?; \
+	$(BIN)/face2anime repro $(ARGS) || exit $$?; \
 	echo "pipeline took $$(( $$(date +%s) - start )) s"
 
 # Real photos and anime face crops: the real-data profile (docs/real-data.md) as one DVC

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "gpu-check": "face2anime.apps.gpu_check",
     "rss-check": "face2anime.apps.rsscheck",
     "serve": "face2anime.apps.serve",
+    "repro": "face2anime.apps.repro",
     "profile": "face2anime.apps.profile",
     "face-check": "face2anime.apps.facecheck",
     "report": "face2anime.apps.report",

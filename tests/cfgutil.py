@@ -14,10 +14,10 @@ EXACT: dict[str, Any] = {
     "lambda_cam": 1000.0, "weight_decay": 0.0,
     "gan_loss": "vanilla", "pool_size": 50, "ema": 0.0, "attention_mode": "residual", "upsample": "transpose",
     "sample_every": 1, "log_every": 25, "compile": False, "channels_last": False, "adam": "default",
-    "fuse_passes": False, "nproc": 1, "preload_mb": 256, "loader_workers": 2, "diffaug": "",
+    "fuse_passes": False, "nproc": 1, "threads": 1, "preload_mb": 256, "loader_workers": 2, "diffaug": "",
     "d_cam": "source", "snapshot": "last", "val_every": 200,
 }
-RUN = ("method", "model", "subset", "attention", "seed", "max_images", "share", "precision", "threads")
+RUN = ("method", "model", "subset", "attention", "seed", "max_images", "share", "precision")
 
 
 def train_section(**over: Any) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def train_config(**kw: Any) -> TrainConfig:
     """A :class:`TrainConfig` from :data:`EXACT`: run fields (method, model, subset, attention, seed,
     max_images, share, precision) default to a small random-subset run; the rest override."""
     run = {"method": "m", "model": "cyclegan", "subset": "random", "attention": False, "seed": 0, "max_images": 4, "share": 1.0,
-           "precision": "fp32", "threads": 1}
+           "precision": "fp32"}
     run.update({k: kw.pop(k) for k in RUN if k in kw})
     return TrainConfig.build(Train.model_validate(train_section(**kw)), **run)
 

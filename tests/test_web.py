@@ -327,3 +327,33 @@ def test_model_metrics_page_shows_validity_and_refuses_unknown_models(tmp_path: 
         assert client.get(f"/metrics/{bad}").status_code == 404
     page = client.get("/", headers={"accept": "text/html"}).text
     assert 'href="/metrics/baseline"' in page
+
+
+def test_convert_page_shows_a_learned_attention_overlay() -> None:
+    """A U-GAT-IT model's learned CAM is laid over the face (hot = red, as the Grad-CAM overlay)
+    and shown on the page beside the avatars."""
+    import torch
+    from PIL import Image
+
+    from face2anime.web import pages
+    from face2anime.web.converter import Result, learned_overlay
+
+    class Fake:
+        learned_cam = True
+
+        def to_character_with_heatmaps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            assert x.dtype == torch.uint8 and x.shape == (1, 3, 16, 16)
+            heat = torch.zeros(1, 1, 4, 4)
+            heat[..., :2, :2] = 1.0                        # attention on the top-left quarter
+            return torch.zeros(1, 3, 16, 16), heat
+
+    face = Image.new("RGB", (64, 64), (128, 128, 128))
+    out = np.asarray(learned_overlay(Fake(), face, np.zeros((1, 3, 16, 16), np.uint8))).astype(int)
+    assert out.shape == (64, 64, 3)
+    hot, cold = out[:16, :16].mean((0, 1)), out[-16:, -16:].mean((0, 1))
+    assert hot[0] > hot[2] + 40 and cold[2] > cold[0] + 40     # red where it looks, blue elsewhere
+
+    img = b"\x89PNG-fake"
+    html = pages.convert_page(["ugatit"], {}, None, 10, Result(face=img, cam=None, avatars=[("ugatit", img)],
+                                                                heatmaps=[("ugatit", img)]))
+    assert 'alt="learned attention ugatit"' in html and "U-GAT-IT's CAM" in html

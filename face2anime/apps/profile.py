@@ -3,8 +3,11 @@
 A profile is ``profiles/NAME.yaml``: a nested mapping of params that override
 ``params.yaml`` (the same keys). The command checks every key against ``params.yaml`` (an
 unknown key is a one-line error naming the nearest valid one), adds the two data folders,
-and runs ``dvc exp run -n NAME -S key=value ...`` so the experiment shows up in
-``dvc exp show`` like any other. ``--dry-run`` prints the command instead.
+and runs what ``dvc exp run -n NAME -S key=value ...`` does, with the trainings side by side:
+it sets the overrides in ``params.yaml`` (DVC's own ``-S`` code, comments kept), runs
+:mod:`face2anime.apps.repro` and records the workspace as experiment NAME with
+``dvc exp save`` (so it shows up in ``dvc exp show`` like any other). ``--serial`` runs the
+plain ``dvc exp run`` instead (one stage at a time); ``--dry-run`` prints it.
 """
 from __future__ import annotations
 
@@ -95,11 +98,38 @@ def profile_command(name: str, human: str | None, character: str | None,
     return argv
 
 
+def plan_for(params_file: Path, jobs: int) -> "Any":
+    """The :mod:`face2anime.apps.repro` plan of the pipeline with the profile's params."""
+    from face2anime.apps import repro
+
+    return repro.plan(params_path=params_file, jobs=jobs)
+
+
+def run_profile(argv: list[str], params_file: Path = Path("params.yaml"), jobs: int = 0) -> None:
+    """What the ``dvc exp run -n NAME -S ...`` argv does, with the trainings side by side:
+    the ``-S`` overrides written into ``params_file``, :func:`face2anime.apps.repro.run`,
+    then ``dvc exp save -n NAME`` (the workspace as that experiment)."""
+    from dvc.utils.hydra import apply_overrides
+
+    from face2anime.apps import repro
+
+    name, sets = argv[4], argv[6::2]
+    apply_overrides(params_file, sets)
+    repro.run(plan_for(params_file, jobs))
+    status = subprocess.call(["dvc", "exp", "save", "-n", name])
+    if status != 0:
+        raise UserError(f"profile: the run finished but dvc exp save -n {name} failed (exit {status}); "
+                        f"the results are in the workspace: dvc exp save -n {name}")
+    typer.echo(f"profile: experiment {name} saved (dvc exp show)")
+
+
 def main(name: str = typer.Argument(..., help="a profile in profiles/ (e.g. real-cpu, real-gpu)"),
          human: str = typer.Option(None, help="folder (or archive) of your photos"),
          character: str = typer.Option(None, help="folder (or archive) of anime face crops"),
          exp_name: str = typer.Option(None, "--name", help="experiment name (default: the profile's)"),
-         dry_run: bool = typer.Option(False, help="print the dvc command instead of running it")) -> None:
+         serial: bool = typer.Option(False, help="run plain dvc exp run (one stage at a time) instead"),
+         jobs: int = typer.Option(0, help="cores to fill (0 = the usable cores; see face2anime repro)"),
+         dry_run: bool = typer.Option(False, help="print the equivalent dvc exp run command instead of running it")) -> None:
     """Run a params profile (profiles/NAME.yaml) on your data as one DVC experiment."""
     argv = profile_command(name, human, character, exp_name=exp_name)
     typer.echo(shlex.join(argv))
@@ -108,4 +138,6 @@ def main(name: str = typer.Argument(..., help="a profile in profiles/ (e.g. real
     for folder in (human, character):
         if folder is not None and not Path(folder).exists():
             raise UserError(f"profile: {folder} does not exist")
-    sys.exit(subprocess.call(argv))
+    if serial:
+        sys.exit(subprocess.call(argv))
+    run_profile(argv, jobs=jobs)

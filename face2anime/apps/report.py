@@ -384,6 +384,10 @@ def _timings(root: Path) -> list[str]:
     out += _table(["stage", "wall s", "CPU s", "peak RSS MiB", "images/s"], rows) + [""]
     out += [f"Sum of the stage wall times: {total:.0f} s; CycleGAN training (`train_cyclegan@*`) is "
             f"{100 * train / total:.0f}% of it." if total else "No wall times recorded.", ""]
+    rec = _load(root / "metrics" / "repro.json")
+    if rec and isinstance(rec.get("wall_seconds"), (int, float)) and rec.get("ran"):
+        out += [f"The last `face2anime repro` (`metrics/repro.json`: stages side by side on {rec.get('cores')} "
+                f"cores) ran {len(rec['ran'])} stages in {rec['wall_seconds']:.0f} s of wall time.", ""]
     return out
 
 
@@ -430,7 +434,7 @@ def _study(root: Path, pattern: str = "study_*.json", title: str = "Three traini
             means.append([_label(key, label, chance), _num(first.get(ref))] +
                          [_num(r.get(c)) if r else "n/a" for r, c in zip(rows, cands)])
             deltas.append([label] + [_delta(r) for r in rows])
-        out += [f"Means over the seeds:", ""]
+        out += ["Means over the seeds:", ""]
         out += _table(["metric", ref] + cands, means) + [""]
         out += [f"Candidate minus `{ref}` [95% CI]; bold: the verdict names a method (valid metric, CI excludes 0, "
                 "p < 0.05):", ""]

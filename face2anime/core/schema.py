@@ -213,6 +213,8 @@ class Train(Section):
     adam: Literal["default", "foreach", "fused"] = doc("Adam implementation")
     fuse_passes: bool = doc("one network call per phase on inputs that share its weights")
     nproc: Positive = doc("> 1: torchrun + DDP with this many processes")
+    threads: Positive = doc("intra-op CPU threads of training (per process); fixed, since results depend on it. "
+                            "1: `face2anime repro` trains two methods side by side on 2 cores")
     preload_mb: NonNeg = doc("training images up to this many MiB are loaded into memory; larger sets stream")
     loader_workers: NonNeg = doc("DataLoader processes reading streamed images (no effect on results)")
     diffaug: str = doc("DiffAugment for D's inputs: '' (off) or any of color,translation,cutout")

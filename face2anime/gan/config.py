@@ -39,7 +39,7 @@ class TrainConfig:
     """Everything that determines a training run (its hash keys the resume checkpoint).
 
     The run's identity (method, model, subset, attention, seed = ``seed + cyclegan.train.seed``,
-    ``select.max_images``, ``select.share``, ``precision``, ``threads``) and every other
+    ``select.max_images``, ``select.share``, ``precision``) and every other
     :class:`~face2anime.core.schema.Train` field, with their meanings there. No field has a
     default: params.yaml holds them all (:meth:`build` copies a validated section).
     """
@@ -92,7 +92,7 @@ class TrainConfig:
 
     @classmethod
     def build(cls, train: Train, *, method: str, model: str, subset: str, attention: bool, seed: int, max_images: int,
-              share: float, precision: str, threads: int, **over: Any) -> "TrainConfig":
+              share: float, precision: str, **over: Any) -> "TrainConfig":
         """The config of one run from a validated ``cyclegan.train`` section (every field read,
         so the param trace records them) and the run's identity; ``over`` replaces fields
         (benchmarks and tests)."""
@@ -102,7 +102,7 @@ class TrainConfig:
             raise TypeError(f"not TrainConfig fields: {unknown}")
         fields.update(over)
         return cls(method=method, model=model, subset=subset, attention=attention, seed=seed, max_images=max_images,
-                   share=share, precision=precision, threads=threads, **fields)
+                   share=share, precision=precision, **fields)
 
 
 #: the exact mode of the speed options (bit-identical to the textbook eager loop; docs/performance.md)
@@ -207,7 +207,7 @@ def read_config(method: str, params: ParamsFile) -> TrainConfig:
         raise UserError(f"{params.source}: cyclegan.train.diffaug: {e}") from None
     cfg = TrainConfig.build(
         train, method=method, model=m.model, subset=m.subset, attention=m.attention,
-        seed=params.seed + train.seed, max_images=params.select.max_images, threads=params.threads,
+        seed=params.seed + train.seed, max_images=params.select.max_images,
         share=params.select.share, precision=params.precision, diffaug=diffaug)
     check_classifier_input(cfg, m, where)
     if cfg.snapshot == "best" and cfg.val_every == 0:

@@ -52,6 +52,7 @@ class Result:
     others: list[tuple[bytes, list[tuple[str, bytes]]]] = field(default_factory=list)  # faces 2.. and avatars
     too_small: int = 0                            # faces found but too small to convert
     over_limit: int = 0                           # faces beyond facecrop.MAX_FACES (not converted)
+    heatmaps: list[tuple[str, bytes]] = field(default_factory=list)  # (method, learned-CAM overlay): U-GAT-IT
 
 
 def png(img: Image.Image, size: int = DISPLAY) -> bytes:
@@ -269,4 +270,22 @@ class Converter:
                                     LABELS["human"], params.cam.method, require_signal=False)
                 rgb = np.asarray(face, dtype=np.float32) / 255.0
                 result.cam = png(Image.fromarray(show_cam_on_image(rgb, cams[0], use_rgb=True, image_weight=0.6)))
+            if self.backend == "torch":
+                result.heatmaps = [(m, png(learned_overlay(tr, face, as_batch([face], tr.size))))
+                                   for m, tr in translators.items() if getattr(tr, "learned_cam", False)]
         return result
+
+
+def learned_overlay(translator: Any, face: Image.Image, batch: Any) -> Image.Image:
+    """The learned attention of a U-GAT-IT generator on ``face`` (``batch``: it as uint8
+    ``[1, 3, S, S]``), upsampled to the face and laid over it like the Grad-CAM overlay."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    _, heat = translator.to_character_with_heatmaps(torch.from_numpy(batch))
+    side = face.size[0]
+    h = F.interpolate(heat.float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
+    rgb = np.asarray(face.convert("RGB"), dtype=np.float32) / 255.0
+    return Image.fromarray(show_cam_on_image(rgb, np.clip(h, 0.0, 1.0), use_rgb=True, image_weight=0.6))

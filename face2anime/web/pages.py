@@ -110,6 +110,9 @@ def convert_page(methods: list[str], infos: dict[str, dict[str, Any]], data_sour
             figs.append(figure(data_uri(result.cam), "<b>Grad-CAM</b> of the guiding classifier",
                                "CAM overlay", extra='<br><a class="dl" download="cam.png" href="'
                                + data_uri(result.cam) + '">download</a>'))
+        for m, img in result.heatmaps:
+            figs.append(figure(data_uri(img), f"<b>learned attention</b> of {escape(m)} (U-GAT-IT's CAM)",
+                               f"learned attention {m}"))
         for m, img in result.avatars:
             figs.append(figure(data_uri(img), f"<b>{escape(m)}</b>", f"avatar {m}", cls="avatar",
                                extra=f'<br><a class="dl" download="avatar-{escape(m)}.png" href="{data_uri(img)}">'
