@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "profile": "face2anime.apps.profile",
     "face-check": "face2anime.apps.facecheck",
     "report": "face2anime.apps.report",
+    "record": "face2anime.apps.record",
     "export": "face2anime.apps.export",
 }
 

@@ -135,7 +135,52 @@ def test_kid_test_matches_mmd_and_detects_a_shift() -> None:
     assert t["ci_low"] < want < t["ci_high"]
     same = _kid_test([{"features": {"baseline": feats["baseline"], "proposed": feats["baseline"]}}],
                      "baseline", "proposed", 100, 100, 0)
-    assert same["ci_low"] == same["ci_high"] == 0.0 and same["p"] == 1.0
+    # zero up to rounding (the two blocks of one kernel matrix are summed in different orders)
+    assert abs(same["ci_low"]) < 1e-12 and abs(same["ci_high"]) < 1e-12 and same["p"] == 1.0
+
+
+def test_kid_test_over_seeds_equals_indexing_each_drawn_block() -> None:
+    """Two seeds with different numbers of paired images: the batched KID test gives what drawing
+    each replicate's seeds and images and indexing their kernel blocks one by one gives."""
+    from face2anime.evaluation.compare import _kid_test
+    from face2anime.evaluation.measures import polynomial_kernel
+    import torch
+
+    rng = np.random.default_rng(1)
+    runs, blocks = [], []
+    for n_img, shift in ((12, 0.3), (10, 0.5)):
+        ids = np.array([f"i{k}" for k in range(n_img)])
+        a, b, real = rng.normal(0, 1, (n_img, 6)), rng.normal(shift, 1, (n_img, 6)), rng.normal(0, 1, (15, 6))
+        runs.append({"features": {"baseline": {"ids": ids, "fake": a, "real": real},
+                                  "proposed": {"ids": ids, "fake": b, "real": real}}})
+        k = lambda x, y: polynomial_kernel(torch.from_numpy(x), torch.from_numpy(y)).numpy()  # noqa: E731
+        kyy = k(real, real)
+        blocks.append((np.vstack([a, b]), real, k(np.vstack([a, b]), np.vstack([a, b])),
+                       k(np.vstack([a, b]), real).mean(1), (kyy.sum() - np.trace(kyy)) / (15 * 14)))
+
+    def mmd2(s: int, rows: np.ndarray) -> float:
+        _, _, kaa, kar, syy = blocks[s]
+        sub = kaa[np.ix_(rows, rows)]
+        return (sub.sum() - np.trace(sub)) / (len(rows) * (len(rows) - 1)) + syy - 2 * kar[rows].mean()
+
+    n, sizes = 10, (12, 10)
+    draw = np.random.default_rng(0)
+    reps = []
+    for _ in range(200):
+        seeds, imgs = draw.integers(0, 2, 2), draw.integers(0, n, n)
+        reps.append(np.mean([mmd2(s, imgs + sizes[s]) - mmd2(s, imgs) for s in seeds]))
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    draw = np.random.default_rng(0)
+
+    def swapped(w: np.ndarray) -> float:
+        i = np.arange(n)
+        return np.mean([mmd2(s, np.where(w, i, i + sizes[s])) - mmd2(s, np.where(w, i + sizes[s], i)) for s in (0, 1)])
+    obs = abs(swapped(np.zeros(n, bool)))
+    hits = sum(abs(swapped(draw.integers(0, 2, n).astype(bool))) >= obs - 1e-12 for _ in range(150))
+    t = _kid_test(runs, "baseline", "proposed", 200, 150, 0)
+    assert t["n"] == n and t["n_seeds"] == 2
+    assert abs(t["ci_low"] - lo) < 1e-12 and abs(t["ci_high"] - hi) < 1e-12
+    assert t["p"] == (1 + hits) / 151
 
 
 def test_seeds_output_name_must_be_a_plain_file_name(tmp_path) -> None:

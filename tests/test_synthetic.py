@@ -116,6 +116,14 @@ def test_deterministic_same_seed_and_differs_otherwise(tmp_path: Path) -> None:
     assert not m1[list(ATTRIBUTES)].equals(m3[list(ATTRIBUTES)])
 
 
+def test_worker_processes_write_the_same_files_and_manifest(tmp_path: Path) -> None:
+    kw = dict(n_human=40, n_character=30, size=32, hard_share=0.3, seed=5, progress=False)
+    one = generate(tmp_path / "one", **kw)
+    two = generate(tmp_path / "two", workers=2, **kw)     # 70 images: 3 chunks of 32 over 2 processes
+    pd.testing.assert_frame_equal(one, two)
+    assert _files_bytes(tmp_path / "one") == _files_bytes(tmp_path / "two")
+
+
 def test_per_image_rng_is_order_independent(dataset: tuple[Path, pd.DataFrame]) -> None:
     root, m = dataset
     for _, row in m.iloc[[0, 7, 39, 40, 55]].iterrows():     # rendered alone, out of order

@@ -10,7 +10,9 @@ and commit the two files it rewrites.
   training;
 - ``metrics/stages/*.json``: wall time, CPU time, peak memory and images/s of every stage;
 - ``metrics/study_*.json``: the three-seed study (``face2anime seeds --out study_...``);
-- ``metrics/seeds.json``: the last plain ``face2anime seeds`` run.
+- ``metrics/seeds.json``: the last plain ``face2anime seeds`` run;
+- ``docs/measured/real-dev-cpu.json``: a run on real photos that are not committed
+  (``face2anime record``), for the block of ``docs/real-data.md``.
 
 :func:`render` returns the page, :func:`headline` the README block between
 ``<!-- results:begin -->`` and ``<!-- results:end -->``; :func:`write` puts both in place
@@ -24,10 +26,13 @@ from typing import Any
 
 import typer
 
+from face2anime.apps import record
 from face2anime.core.io import write_text
 from face2anime.core.params import UserError
 
 RESULTS_PAGE = Path("docs/results.md")
+REAL_PAGE = Path("docs/real-data.md")
+REAL_RECORD = "real-dev-cpu.json"   # docs/measured/: the development-set run (face2anime record)
 README = Path("README.md")
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
@@ -573,8 +578,9 @@ def replace_block(text: str, block: str) -> str:
 
 
 def write(root: Path) -> list[Path]:
-    """Rewrite ``docs/results.md``, the README's results block and (when ``root`` has a
-    params.yaml) ``docs/params.md`` under ``root``; returns what changed."""
+    """Rewrite ``docs/results.md``, the README's results block, the real-run block of
+    ``docs/real-data.md`` (when ``docs/measured/real-dev-cpu.json`` exists) and (when ``root``
+    has a params.yaml) ``docs/params.md`` under ``root``; returns what changed."""
     root = Path(root)
     changed = []
     page, readme = root / RESULTS_PAGE, root / README
@@ -589,6 +595,15 @@ def write(root: Path) -> list[Path]:
     if new != old:
         write_text(readme, new)
         changed.append(readme)
+    record_file = root / record.MEASURED_DIR / REAL_RECORD
+    if record_file.is_file():                 # a run on photos that are not committed (face2anime record)
+        real_page = root / REAL_PAGE
+        old = real_page.read_text()
+        new = record.replace_block(old, record.render(json.loads(record_file.read_text()),
+                                                      str(record.MEASURED_DIR / REAL_RECORD)), str(REAL_PAGE))
+        if new != old:
+            write_text(real_page, new)
+            changed.append(real_page)
     if (root / "params.yaml").is_file():     # the params reference, from the schema
         from face2anime.apps import params_doc
 

@@ -23,7 +23,7 @@ methods). One seed is ``S = 1``.
   needs (McNemar's test, Connor 1987), given the share of discordant pairs.
 
 Set-level statistics that are not a mean over images (KID) use :func:`bootstrap_stat` and
-:func:`permutation_stat` with a function of the drawn seed and image indices.
+:func:`permutation_stat` with a function of a batch of drawn seed and image indices (or swaps).
 """
 from __future__ import annotations
 
@@ -68,12 +68,16 @@ def bootstrap_means(d: np.ndarray, n_boot: int = 10000, seed: int = 0) -> np.nda
     return out
 
 
-def bootstrap_stat(stat: Callable[[np.ndarray, np.ndarray], float], n_seeds: int, n_images: int,
-                   n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """Two-way bootstrap replicates of any statistic ``stat(seed_idx [S], image_idx [n])``."""
+def bootstrap_stat(stat: Callable[[np.ndarray, np.ndarray], np.ndarray], n_seeds: int, n_images: int,
+                   n_boot: int = 2000, seed: int = 0, chunk: int = 500) -> np.ndarray:
+    """Two-way bootstrap replicates ``[n_boot]`` of any statistic, computed in batches:
+    ``stat(seed_idx [B, S], image_idx [B, n]) -> [B]``, one row per replicate. Replicate ``b``
+    draws its ``S`` seeds, then its ``n`` images, with replacement, in that order."""
     rng = np.random.default_rng(seed)
-    return np.array([stat(rng.integers(0, n_seeds, n_seeds), rng.integers(0, n_images, n_images))
-                     for _ in range(n_boot)])
+    draws = [(rng.integers(0, n_seeds, n_seeds), rng.integers(0, n_images, n_images)) for _ in range(n_boot)]
+    out = [np.asarray(stat(np.array([d[0] for d in draws[i:i + chunk]]), np.array([d[1] for d in draws[i:i + chunk]])))
+           for i in range(0, n_boot, chunk)]
+    return np.concatenate(out) if out else np.empty(0)
 
 
 def percentile_ci(reps: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -113,14 +117,16 @@ def sign_flip_p(d: np.ndarray, n_perm: int = 10000, seed: int = 0) -> float:
     return (1 + hits) / (1 + n_perm)
 
 
-def permutation_stat(stat: Callable[[np.ndarray], float], n_images: int, n_perm: int = 2000,
-                     seed: int = 0) -> float:
-    """Two-sided p-value of a paired statistic ``stat(swap [n] bool)`` where ``swap[i]`` exchanges
-    the two methods' outputs for image ``i``; ``stat(all False)`` is the observed value."""
-    obs = abs(stat(np.zeros(n_images, bool)))
+def permutation_stat(stat: Callable[[np.ndarray], np.ndarray], n_images: int, n_perm: int = 2000,
+                     seed: int = 0, chunk: int = 500) -> float:
+    """Two-sided p-value of a paired statistic computed in batches, ``stat(swap [B, n] bool) -> [B]``,
+    where ``swap[b, i]`` exchanges the two methods' outputs for image ``i`` in permutation ``b``;
+    a row of all False gives the observed value."""
+    obs = abs(float(np.asarray(stat(np.zeros((1, n_images), bool)))[0]))
     rng = np.random.default_rng(seed)
-    hits = sum(abs(stat(rng.integers(0, 2, n_images).astype(bool))) >= obs - 1e-12 * max(1.0, obs)
-               for _ in range(n_perm))
+    swaps = np.array([rng.integers(0, 2, n_images).astype(bool) for _ in range(n_perm)]).reshape(n_perm, n_images)
+    hits = sum(int(np.sum(np.abs(np.asarray(stat(swaps[i:i + chunk]))) >= obs - 1e-12 * max(1.0, obs)))
+               for i in range(0, n_perm, chunk))
     return (1 + hits) / (1 + n_perm)
 
 

@@ -8,14 +8,14 @@ offline, procedural; see :mod:`face2anime.data.synthetic`) or a real one handled
 """
 from __future__ import annotations
 
-import shutil
+import os
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 
 from face2anime.core.paths import CONTACT_SHEET, METRICS_DIR, RAW_DIR
-from face2anime.core.io import rel, save_csv, write_json
+from face2anime.core.io import rel, replace_dir, save_csv, staging_dir, write_json
 from face2anime.core.params import UserError
 from face2anime.core.schema import ParamsFile
 
@@ -34,10 +34,7 @@ def download(params: ParamsFile, raw_dir: Path = RAW_DIR, contact_sheet: Path = 
     """
     cfg = params.download
     source, seed = cfg.source, params.seed
-    staging = raw_dir.with_name(raw_dir.name + ".incoming")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging = staging_dir(raw_dir)       # filled, then put in place as a unit (replace_dir)
     if source == "synthetic":
         from face2anime.data.synthetic.dataset import generate
 
@@ -50,6 +47,7 @@ def download(params: ParamsFile, raw_dir: Path = RAW_DIR, contact_sheet: Path = 
             hard_share_character=cfg.synthetic.hard_share_character,
             seed=seed,
             progress=progress,
+            workers=len(os.sched_getaffinity(0)),   # the same images for any number of workers
         )
         manifest["aligned"] = True
         report: dict = {"source": source}
@@ -65,10 +63,7 @@ def download(params: ParamsFile, raw_dir: Path = RAW_DIR, contact_sheet: Path = 
         if counts.get(domain, 0) == 0:
             raise UserError(f"download.source={source} gave no {domain} images")
     save_csv(manifest, staging / "manifest.csv")
-    # Swap the finished directory into place in one step, so an interrupted run leaves no mix.
-    if raw_dir.exists():
-        shutil.rmtree(raw_dir)
-    staging.rename(raw_dir)
+    replace_dir(staging, raw_dir)        # flushed, then swapped in one step: an interrupted run leaves no mix
     _contact_sheet(manifest, raw_dir, contact_sheet)
     report["images"] = {d: int(counts.get(d, 0)) for d in ("human", "character")}
     if "clean" in manifest.columns and manifest["clean"].notna().all():

@@ -1,0 +1,117 @@
+"""``face2anime record``: a finished run's measurements kept as one JSON, rendered into
+docs/real-data.md by ``face2anime report``. The run here is hand-made, so every expected cell
+is known in advance."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from face2anime.apps import record, report
+from face2anime.core.params import UserError
+
+MACHINE = {"cpu": "Test CPU", "cpu_flags": ["avx2"], "cores": 2, "torch": "2.x"}
+
+
+def _eval(method: str, kid: float, char_valid: bool) -> dict:
+    ref = {"char_rate": 0.3, "junk_rate": 0.7, "edge_ssim": 0.05, "kid_judge": {"mean": 0.9}, "cycle_l1": 0.5,
+           "realism": {"mean": 0.2, "inside_rate": 0.0}}
+    return {"method": method, "n_test": 16, "char_rate": 0.75, "junk_rate": 0.125, "edge_ssim": 0.4,
+            "kid_judge": {"mean": kid}, "cycle_l1": {"human": 0.2, "character": 0.21},
+            "realism": {"mean": 0.6, "inside_rate": 0.25}, "machine": MACHINE,
+            "training": {"collapsed": False},
+            "valid": {"char_rate": {"ok": char_valid}, "kid_judge": {"ok": True}, "edge_ssim": {"ok": True},
+                      "cycle_l1": {"ok": True}, "realism": {"ok": True}},
+            "references": {"shuffled_chars": ref, "real_chars": {**ref, "kid_judge": {"mean": 0.06}}, "source": ref}}
+
+
+def _run(root: Path) -> Path:
+    m = root / "metrics"
+    files = {
+        "eval/baseline.json": _eval("baseline", 0.5, False), "eval/proposed.json": _eval("proposed", 0.25, False),
+        "cyclegan/baseline/metrics.json": {"steps": 2500, "val_best_step": 2250, "d_acc_tail": 0.7},
+        "cyclegan/proposed/metrics.json": {"steps": 2500, "val_best_step": 2500, "d_acc_tail": 0.8},
+        "stages/train_cyclegan@baseline.json": {"wall_seconds": 600.0, "images_per_s": 8.0},
+        "stages/train_cyclegan@proposed.json": {"wall_seconds": 610.0, "images_per_s": 7.9},
+        "stages/resize.json": {"wall_seconds": 10.0}, "stages/compare.json": {"wall_seconds": 20.0},
+        "repro.json": {"wall_seconds": 700.0, "ran": ["resize", "compare"], "cores": 2},
+        "download.json": {"images": {"human": 30, "character": 40}},
+        "resize.json": {"written": {"human": {"train": 24, "test": 6}, "character": {"train": 34, "test": 6}},
+                        "skipped": {}, "skipped_examples": [{"file": "secret_name.jpg"}],
+                        "faces": {"detector": "dlib", "landmarks": 5, "photos": 30, "faces_found": 31}},
+        "select.json": {"selected": 18, "candidates": 24}, "cam.json": {"part_focus_mean": 0.1},
+        "compare.json": {
+            "edge_ssim": {"baseline": 0.4, "proposed": 0.4, "delta": 0.01, "ci_low": -0.02, "ci_high": 0.04,
+                          "p": 0.5, "mde80": 0.04, "valid": True, "verdict": "no detectable difference"},
+            "char_rate": {"delta": 0.0, "ci_low": -0.1, "ci_high": 0.1, "p": 1.0, "valid": False,
+                          "verdict": "not judged: invalid metric"}},
+    }
+    for name, obj in files.items():
+        (m / name).parent.mkdir(parents=True, exist_ok=True)
+        (m / name).write_text(json.dumps(obj))
+    (root / "params.yaml").write_text(yaml.safe_dump({
+        "resize": {"size": 64, "crop": "align"}, "select": {"share": 0.75},
+        "compare": {"reference": "baseline", "candidate": "proposed"},
+        "cyclegan": {"methods": {"baseline": {"model": "cyclegan"}, "proposed": {"model": "cyclegan"}},
+                     "train": {"ngf": 32, "ndf": 32, "batch_size": 2, "diffaug": "color", "snapshot": "best"}}}))
+    return root
+
+
+def _row(block: str, label: str) -> list[str]:
+    line = next(x for x in block.splitlines() if x.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_the_rendered_tables_hold_the_run_s_numbers(tmp_path: Path) -> None:
+    block = record.render(record.summarize(_run(tmp_path / "run")), "docs/measured/x.json")
+    assert block.startswith(record.BEGIN) and block.rstrip().endswith(record.END)
+    # metric, baseline, proposed, validity, shuffled / real anime crops / untranslated photos
+    assert _row(block, "`kid_judge` (lower is better)") == ["`kid_judge` (lower is better)", "0.500", "0.250",
+                                                           "yes/yes", "0.900", "0.060", "0.900"]
+    assert _row(block, "`char_rate`")[3] == "**no**/**no**"
+    assert _row(block, "`cycle_l1` (human) (lower is better)")[4] == "0.500"   # a floor's one cycle_l1 number
+    assert _row(block, "`train_cyclegan@baseline`")[1] == "600 s"
+    assert _row(block, "all other stages, one after another")[1] == "30 s"    # resize 10 + compare 20
+    assert "| 700 s (12 min) |" in block
+    assert _row(block, "baseline")[2:4] == ["2500", "2250"]                  # steps, best validation step
+    assert "**proposed vs baseline**" in block
+    verdicts = block.split("**proposed vs baseline**")[1]
+    assert _row(verdicts, "`edge_ssim`")[1:3] == ["+0.0100", "[-0.0200, +0.0400]"]
+    assert "`char_rate` |" not in verdicts                                  # invalid rows are not judged
+    assert "Test CPU" in block and "31 faces found in 30 photos" in block
+
+
+def test_the_record_keeps_no_file_names(tmp_path: Path) -> None:
+    rec = record.summarize(_run(tmp_path / "run"))
+    assert "secret_name" not in json.dumps(rec)
+
+
+def test_report_puts_the_record_into_the_page_and_keeps_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from stages.cli import build_app
+
+    project = tmp_path / "project"
+    (project / "docs").mkdir(parents=True)
+    (project / "README.md").write_text(f"# x\n{report.BEGIN}\n{report.END}\n")
+    page = project / "docs" / "real-data.md"
+    page.write_text(f"intro\n\n{record.BEGIN}\nold\n{record.END}\n\noutro\n")
+    monkeypatch.chdir(project)
+    res = CliRunner().invoke(build_app(["record"]), ["record", str(_run(tmp_path / "run")), "--name", "real-dev-cpu"])
+    assert res.exit_code == 0, res.output
+    assert report.write(project)[-1] == page
+    text = page.read_text()
+    assert text.startswith("intro\n\n" + record.BEGIN) and text.endswith(record.END + "\n\noutro\n")
+    assert "old" not in text and "| 0.500 | 0.250 |" in text
+    assert page not in report.write(project)                                # unchanged record: page untouched
+
+
+def test_a_run_without_results_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("{}\n")
+    with pytest.raises(UserError, match="has no metrics/eval: run its pipeline to the end first"):
+        record.summarize(tmp_path)
+    run = _run(tmp_path / "run")
+    with pytest.raises(UserError, match="not found"):
+        record.summarize(run, [run / "missing.json"])
