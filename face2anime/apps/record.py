@@ -14,13 +14,13 @@ several invocations (for example a method added later): each is kept with the st
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 import yaml
 
+from face2anime.apps import markdown
 from face2anime.core.io import rel, write_json
 from face2anime.core.params import UserError
 
@@ -47,21 +47,11 @@ SETTINGS = [("resize.size", "size (px)"), ("resize.crop", "crop"), ("cyclegan.tr
             ("select.share", "selected share")]
 
 
-def _get(d: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
-
-
 def _load(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise UserError(f"record: {rel(path)} is not readable JSON ({e})") from e
+        return markdown.load(path)
+    except OSError as e:
+        raise UserError(f"record: {rel(path)} is not readable ({e})") from e
 
 
 def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any]:
@@ -91,20 +81,20 @@ def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any
         train = _load(metrics / "cyclegan" / m / "metrics.json") or {}
         stage = _load(metrics / "stages" / f"train_cyclegan@{m}.json") or {}
         methods[m] = {
-            "model": _get(params, f"cyclegan.methods.{m}.model") or "cyclegan",
+            "model": markdown.get(params, f"cyclegan.methods.{m}.model") or "cyclegan",
             "n_test": ev.get("n_test"),
-            "metrics": {k: _get(ev, k) for k, _, _ in METRICS},
-            "valid": {name: bool(_get(ev, f"valid.{name}.ok")) for name in sorted(set(VALIDITY.values()))},
-            "collapsed": _get(ev, "training.collapsed"),
+            "metrics": {k: markdown.get(ev, k) for k, _, _ in METRICS},
+            "valid": {name: bool(markdown.get(ev, f"valid.{name}.ok")) for name in sorted(set(VALIDITY.values()))},
+            "collapsed": markdown.get(ev, "training.collapsed"),
             "steps": train.get("steps"), "best_step": train.get("val_best_step"),
             "d_acc_tail": train.get("d_acc_tail"), "images_per_s": stage.get("images_per_s"),
             "n_human_train": train.get("n_human_train"), "n_character_train": train.get("n_character_train"),
         }
         machine = machine or ev.get("machine")
         for ref, _ in FLOORS:
-            if ref not in floors and _get(ev, f"references.{ref}") is not None:
-                r = _get(ev, f"references.{ref}")     # a floor's cycle_l1 is one number, not per domain
-                floors[ref] = {k: _get(r, k) if _get(r, k) is not None else _get(r, k.split(".")[0]) for k, _, _ in METRICS}
+            if ref not in floors and markdown.get(ev, f"references.{ref}") is not None:
+                r = markdown.get(ev, f"references.{ref}")     # a floor's cycle_l1 is one number, not per domain
+                floors[ref] = {k: markdown.get(r, k) if markdown.get(r, k) is not None else markdown.get(r, k.split(".")[0]) for k, _, _ in METRICS}
     if not methods:
         raise UserError(f"record: no method results under {rel(metrics / 'eval')}")
     stages = {}
@@ -127,8 +117,8 @@ def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any
             "selected": select.get("selected"), "candidates": select.get("candidates"),
             "part_focus_mean": cam.get("part_focus_mean"), "boxes_from": cam.get("boxes_from")}
     compare = _load(metrics / "compare.json") or {}
-    roles = {"reference": _get(params, "compare.reference"), "candidate": _get(params, "compare.candidate")}
-    return {"machine": machine, "settings": {k: _get(params, k) for k, _ in SETTINGS}, "data": data,
+    roles = {"reference": markdown.get(params, "compare.reference"), "candidate": markdown.get(params, "compare.candidate")}
+    return {"machine": machine, "settings": {k: markdown.get(params, k) for k, _ in SETTINGS}, "data": data,
             "stages": stages, "repro": repro, "methods": methods, "floors": floors,
             "compare_roles": roles,
             "compare": {k: {f: row.get(f) for f in ("delta", "ci_low", "ci_high", "p", "mde80", "valid", "verdict")}
@@ -139,16 +129,12 @@ def _num(x: Any, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def _signed(x: Any, digits: int = 4) -> str:
-    return "n/a" if x is None else f"{x:+.{digits}f}"
+def _signed(x: Any) -> str:
+    return markdown.signed(x, 4)
 
 
 def _p(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}" if x >= 1e-3 else f"{x:.1e}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _stage_rows(stages: dict[str, float]) -> list[list[str]]:
@@ -166,17 +152,17 @@ def render(record: dict[str, Any], source: str) -> str:
               f"{m.get('cores', '?')} cores, torch {m.get('torch', '?')}; recorded in `{source}`.", ""]
     d = record["data"]
     a = d.get("alignment") or {}
-    lines += [f"**Data.** {_num(_get(d, 'images.human'))} photos and {_num(_get(d, 'images.character'))} anime crops. "
+    lines += [f"**Data.** {_num(markdown.get(d, 'images.human'))} photos and {_num(markdown.get(d, 'images.character'))} anime crops. "
               f"Alignment ({a.get('detector')}, {a.get('landmarks')} landmarks): {a.get('faces_found')} faces found "
               f"in {a.get('photos')} photos, {a.get('photos_with_several_faces')} photos with several faces, "
               f"{a.get('faces_too_small')} faces too small, {a.get('faces_not_taken')} not taken. Training/test: "
-              f"{_num(_get(d, 'written.human.train'))}/{_num(_get(d, 'written.human.test'))} photos, "
-              f"{_num(_get(d, 'written.character.train'))}/{_num(_get(d, 'written.character.test'))} anime crops; "
+              f"{_num(markdown.get(d, 'written.human.train'))}/{_num(markdown.get(d, 'written.human.test'))} photos, "
+              f"{_num(markdown.get(d, 'written.character.train'))}/{_num(markdown.get(d, 'written.character.test'))} anime crops; "
               f"{d.get('selected')} of {d.get('candidates')} training photos selected by `part_focus` "
               f"(mean {_num(d.get('part_focus_mean'))}).", ""]
     s = record["settings"]
     lines += ["**Settings.** " + ", ".join(f"{label} {_num(s.get(k))}" for k, label in SETTINGS) + ".", ""]
-    lines += ["**Time.**", ""] + _table(["stage", "wall time"], _stage_rows(record["stages"]))
+    lines += ["**Time.**", ""] + markdown.table(["stage", "wall time"], _stage_rows(record["stages"]))
     for r in record["repro"]:
         lines.append(f"| whole `face2anime repro` ({len(r['ran'])} stages run, {r['cores']} cores) | "
                      f"{_num(r['wall_seconds'], 0)} s ({r['wall_seconds'] / 60:.0f} min) |")
@@ -191,11 +177,11 @@ def render(record: dict[str, Any], source: str) -> str:
         rows.append([label + (" (lower is better)" if lower else "")]
                     + [_num(methods[n]["metrics"].get(key)) for n in names] + [valid]
                     + [_num((record["floors"].get(ref) or {}).get(key)) for ref, _ in FLOORS])
-    lines += _table(header, rows) + [""]
+    lines += markdown.table(header, rows) + [""]
     train_rows = [[n, methods[n]["model"], _num(methods[n]["steps"]), _num(methods[n]["best_step"]),
                    _num(methods[n]["images_per_s"], 1), _num(methods[n]["d_acc_tail"], 2),
                    "yes" if methods[n]["collapsed"] else "no"] for n in names]
-    lines += _table(["method", "model", "steps", "best validation step", "images/s", "D accuracy at the end",
+    lines += markdown.table(["method", "model", "steps", "best validation step", "images/s", "D accuracy at the end",
                      "collapsed"], train_rows) + [""]
     cmp_rows = [[f"`{k}`", _signed(row.get("delta")), f"[{_signed(row.get('ci_low'))}, {_signed(row.get('ci_high'))}]",
                  _p(row.get("p")), _num(row.get("mde80"), 4), str(row.get("verdict"))]
@@ -205,16 +191,8 @@ def render(record: dict[str, Any], source: str) -> str:
         lines += [f"**{roles.get('candidate')} vs {roles.get('reference')}** (`compare`), paired over the "
                   f"{methods[names[0]]['n_test']} test photos (one training seed: the interval covers test photos, "
                   "not seeds; delta = candidate - reference), valid metrics only:", ""]
-        lines += _table(["metric", "delta", "95% CI", "p", "MDE80", "verdict"], cmp_rows) + [""]
+        lines += markdown.table(["metric", "delta", "95% CI", "p", "MDE80", "verdict"], cmp_rows) + [""]
     return "\n".join(lines + [END]) + "\n"
-
-
-def replace_block(text: str, block: str, page: str) -> str:
-    """``text`` with its BEGIN ... END block (markers included) replaced by ``block``."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise UserError(f"{page} has no {BEGIN} ... {END} block")
-    return text[:start] + block.rstrip("\n") + text[end + len(END):]
 
 
 def main(run: Path = typer.Argument(..., help="the finished run's project folder"),

@@ -26,7 +26,7 @@ from typing import Any
 
 import typer
 
-from face2anime.apps import record
+from face2anime.apps import markdown, record
 from face2anime.core.io import write_text
 from face2anime.core.params import UserError
 
@@ -165,21 +165,7 @@ LIMITATIONS = """\
 
 # ---------------------------------------------------------------------------------------- reading
 
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-
-
-def _get(d: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
+_load, _get = markdown.load, markdown.get
 
 
 def _names(table: dict[str, dict]) -> tuple[str | None, str | None]:
@@ -204,8 +190,7 @@ def _num(x: Any, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _signed(x: Any, digits: int = 3) -> str:
-    return "n/a" if x is None else f"{x:+.{digits}f}"
+_signed, _table = markdown.signed, markdown.table
 
 
 def _pct(x: Any) -> str:
@@ -224,10 +209,6 @@ def _delta(row: dict | None, bold: bool = True) -> str:
     if row.get("ci_low") is not None and row.get("ci_high") is not None:
         text += f" [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
     return f"**{text}**" if bold and _better(row) else text
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _label(key: str, label: str, chance: float | None) -> str:
@@ -571,10 +552,7 @@ def headline(root: Path) -> str:
 
 def replace_block(text: str, block: str) -> str:
     """``text`` with the part from BEGIN to END (markers included) replaced by ``block``."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise UserError(f"README.md has no {BEGIN} ... {END} block for the results")
-    return text[:start] + block.rstrip("\n") + text[end + len(END):]
+    return markdown.replace_block(text, block, BEGIN, END, "README.md")
 
 
 def write(root: Path) -> list[Path]:
@@ -599,8 +577,8 @@ def write(root: Path) -> list[Path]:
     if record_file.is_file():                 # a run on photos that are not committed (face2anime record)
         real_page = root / REAL_PAGE
         old = real_page.read_text()
-        new = record.replace_block(old, record.render(json.loads(record_file.read_text()),
-                                                      str(record.MEASURED_DIR / REAL_RECORD)), str(REAL_PAGE))
+        block = record.render(json.loads(record_file.read_text()), str(record.MEASURED_DIR / REAL_RECORD))
+        new = markdown.replace_block(old, block, record.BEGIN, record.END, str(REAL_PAGE))
         if new != old:
             write_text(real_page, new)
             changed.append(real_page)
