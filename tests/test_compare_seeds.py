@@ -204,3 +204,49 @@ def test_more_junk_is_worse() -> None:
         run["evals"][m]["junk_rate"] = sum(v == "junk" for v in cols["verdict"]) / n
     t = paired_comparison([run], "baseline", "proposed", n_boot=1000, n_perm=1000)
     assert t["junk_rate"]["delta"] == pytest.approx(0.5) and t["junk_rate"]["verdict"] == "baseline better"
+
+
+def _write_run(root: Path, values: dict[str, dict[str, list[float]]]) -> Path:
+    """A finished project folder (metrics/eval/M.json and M_images.csv) from per-image values."""
+    import json
+
+    run = _run(values)
+    (root / "metrics" / "eval").mkdir(parents=True)
+    for m in values:
+        (root / "metrics" / "eval" / f"{m}.json").write_text(json.dumps(run["evals"][m]))
+        run["tables"][m].to_csv(root / "metrics" / "eval" / f"{m}_images.csv", index=False)
+    return root
+
+
+def test_before_after_compares_each_method_with_itself_over_seed_pairs(tmp_path: Path) -> None:
+    from face2anime.apps.seeds import code_comparison
+    from face2anime.core.params import UserError
+
+    n = 30
+    rng = np.random.default_rng(0)
+    before, after = [], []
+    for s in range(2):      # baseline unchanged by the change; proposed's edge_ssim 0.1 higher on every image
+        edge = list(rng.uniform(0.3, 0.6, n))
+        ic = [int(v) for v in rng.integers(0, 2, n)]
+        old = {"baseline": {"is_character": ic, "edge_ssim": edge}, "proposed": {"is_character": ic, "edge_ssim": edge}}
+        new = {"baseline": old["baseline"], "proposed": {"is_character": ic, "edge_ssim": [e + 0.1 for e in edge]}}
+        before.append(_write_run(tmp_path / f"old{s}", old))
+        after.append(_write_run(tmp_path / f"new{s}", new))
+    t = code_comparison(before, after, ["baseline", "proposed"], n_boot=500, n_perm=500)
+    assert t["baseline"]["edge_ssim"]["delta"] == 0 and t["baseline"]["edge_ssim"]["verdict"] == "no detectable difference"
+    e = t["proposed"]["edge_ssim"]
+    assert e["delta"] == pytest.approx(0.1) and e["n_seeds"] == 2 and e["n"] == n
+    assert e["ci_low"] > 0 and e["verdict"] == "after better"
+    with pytest.raises(UserError, match="pair up by position: got 2 and 1"):
+        code_comparison(before, after[:1], ["baseline"])
+
+    # the results page's section, from the file face2anime seeds --before/--after writes
+    import json
+
+    from face2anime.apps.report import _before_after
+
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "before_after.json").write_text(json.dumps({"seed_pairs": 2, "methods": t}))
+    rows = [r for r in _before_after(tmp_path) if r.startswith("| `proposed` | `edge_ssim`")]
+    assert len(rows) == 1 and "**+0.100 [" in rows[0] and rows[0].endswith("| after better |")
+    assert "2 seed pairs, 30 paired test images each." in _before_after(tmp_path)

@@ -11,6 +11,8 @@ and commit the two files it rewrites.
 - ``metrics/stages/*.json``: wall time, CPU time, peak memory and images/s of every stage;
 - ``metrics/study_*.json``: the three-seed study (``face2anime seeds --out study_...``);
 - ``metrics/seeds.json``: the last plain ``face2anime seeds`` run;
+- ``metrics/before_after.json``: the methods before and after a code change
+  (``face2anime seeds --before ... --after ...``);
 - ``docs/measured/real-dev-cpu.json``: a run on real photos that are not committed
   (``face2anime record``), for the block of ``docs/real-data.md``.
 
@@ -512,6 +514,36 @@ def _seeds(root: Path) -> list[str]:
     return out
 
 
+BEFORE_AFTER_INTRO = """\
+## Before and after the side-by-side trainings
+
+`metrics/before_after.json` (`face2anime seeds --before ... --after ...`): each method run by
+the code before the change that trains the two methods side by side at one thread each, and
+by the code after it, on the same params and seeds; each seed's old and new run pair up. The
+CI is the two-way bootstrap over the seed pairs and the test images, so it covers training
+noise as well: a different thread count sums in another order, and from there training takes
+another path, as another seed would. A row names a winner only when its CI excludes 0 (and
+p < 0.05); MDE80 is the smallest difference the runs could detect."""
+
+
+def _before_after(root: Path) -> list[str]:
+    s = _load(root / "metrics" / "before_after.json")
+    if not s or not s.get("methods"):
+        return []
+    rows = []
+    for meth, table in s["methods"].items():
+        for key, label in HEADLINE_ROWS:
+            row = table.get(key)
+            if row and row.get("delta") is not None:
+                rows.append([f"`{meth}`", label, _num(row.get("before")), _num(row.get("after")),
+                             _delta(row), _num(row.get("mde80")), str(row.get("verdict", ""))])
+    n = {_get(t, "char_rate.n") for t in s["methods"].values()} - {None}    # subgroups have fewer
+    out = BEFORE_AFTER_INTRO.splitlines() + ["", f"{s.get('seed_pairs')} seed pairs, "
+                                             f"{', '.join(str(x) for x in sorted(n))} paired test images each.", ""]
+    return out + _table(["method", "metric", "before", "after", "after - before [95% CI]", "MDE80", "verdict"],
+                        rows) + [""]
+
+
 # ------------------------------------------------------------------------------------------ public
 
 def render(root: Path) -> str:
@@ -523,7 +555,7 @@ def render(root: Path) -> str:
     if study:
         lines += study + STUDY_NOTES.splitlines() + [""]
     lines += _study(root, "ugatit_*.json", "U-GAT-IT light beside the paper's methods", UGATIT_INTRO)
-    lines += _seeds(root) + RUN_NOTES.splitlines() + [""] + LIMITATIONS.splitlines()
+    lines += _seeds(root) + _before_after(root) + RUN_NOTES.splitlines() + [""] + LIMITATIONS.splitlines()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

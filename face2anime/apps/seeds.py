@@ -14,6 +14,11 @@ reads each one's eval JSONs, per-image tables and judge features with ``dvc.api.
 and runs :func:`~face2anime.evaluation.compare.paired_comparison` over all of them: the CI
 is a two-way bootstrap over seeds and test images. It writes ``metrics/seeds.json`` and
 ``reports/seeds.md``.
+
+``face2anime seeds --before OLD_S0 --before OLD_S1 --after NEW_S0 --after NEW_S1`` asks another
+question: did a code change (a speed-up, say) change what each method gives? Each folder is a
+finished project run; the old and new run of one seed pair up, and each method is compared
+with itself (``metrics/before_after.json``, ``reports/before_after.md``).
 """
 from __future__ import annotations
 
@@ -118,6 +123,11 @@ def aggregate(methods: list[str], reference: str, candidate: str, experiments: l
     return paired_comparison(runs, reference, candidate, n_boot, n_perm), labels, cost
 
 
+def check_name(out_name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", out_name):
+        raise UserError(f"seeds: --out must be a plain file name (letters, digits, _ . -), got {out_name!r}")
+
+
 def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None = None,
               metrics_dir: Path = METRICS_DIR, reports_dir: Path = REPORTS_DIR,
               reference: str | None = None, candidate: str | None = None, workspace: bool = True,
@@ -125,8 +135,7 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
     """The paired comparison of ``candidate`` with ``reference`` (default: ``compare.*``) over the
     workspace (unless ``workspace`` is False) and the chosen finished experiments; writes
     ``metrics/OUT_NAME.json`` and ``reports/OUT_NAME.md``."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", out_name):
-        raise UserError(f"seeds: --out must be a plain file name (letters, digits, _ . -), got {out_name!r}")
+    check_name(out_name)
     p = load_params(params_file)
     reference = reference or p.compare.reference
     candidate = candidate or p.compare.candidate
@@ -156,6 +165,42 @@ def run_seeds(params_file: Path = Path("params.yaml"), names: list[str] | None =
     return table
 
 
+def code_comparison(before: list[Path], after: list[Path], methods: list[str], n_boot: int = 10000,
+                    n_perm: int = 10000) -> dict[str, dict]:
+    """Each method of ``methods`` after a code change against itself before it: ``before[s]`` and
+    ``after[s]`` are two finished project folders (their ``metrics/`` and ``data/eval/``) with the
+    same params and seed ``s``, run by the old and the new code. Returns ``{method: table}`` of
+    :func:`~face2anime.evaluation.compare.paired_comparison` with reference ``before`` and candidate
+    ``after``: the CI is a two-way bootstrap over the seed pairs and the test images."""
+    if len(before) != len(after) or not before:
+        raise UserError(f"seeds: --before and --after pair up by position: got {len(before)} and {len(after)} folders")
+    loaded = [(load_run(methods, Path(b) / "metrics", Path(b) / "data" / "eval"),
+               load_run(methods, Path(a) / "metrics", Path(a) / "data" / "eval")) for b, a in zip(before, after)]
+    out = {}
+    for m in methods:
+        runs = [{k: {"before": rb[k][m], "after": ra[k][m]} for k in ("evals", "tables", "features")
+                 if m in rb[k] and m in ra[k]} for rb, ra in loaded]
+        out[m] = paired_comparison(runs, "before", "after", n_boot, n_perm)
+    return out
+
+
+def run_code_comparison(before: list[Path], after: list[Path], params_file: Path = Path("params.yaml"),
+                        metrics_dir: Path = METRICS_DIR, reports_dir: Path = REPORTS_DIR,
+                        out_name: str = "before_after") -> dict:
+    """:func:`code_comparison` for ``compare.reference`` and ``compare.candidate``; writes
+    ``metrics/OUT_NAME.json`` and ``reports/OUT_NAME.md`` (no folder names: they are the user's)."""
+    p = load_params(params_file)
+    methods = list(dict.fromkeys([p.compare.reference, p.compare.candidate]))
+    tables = code_comparison(before, after, methods, p.compare.bootstrap, p.compare.permutations)
+    write_json(metrics_dir / f"{out_name}.json", {"kind": "before_after", "seed_pairs": len(before),
+                                                  "methods": tables})
+    md = f"# The same methods before and after a code change, over {len(before)} seed pairs\n\n" + "\n".join(
+        f"## {m}\n\n" + markdown(t, ["before", "after"], "before", "after") for m, t in tables.items())
+    write_text(reports_dir / f"{out_name}.md", md)
+    Console().print(md, highlight=False)
+    return tables
+
+
 def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to use (default: every finished "
                                        "experiment of this commit that differs from the workspace only in "
                                        "cyclegan.train.seed)"),
@@ -166,7 +211,15 @@ def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to us
          out: str = typer.Option("seeds", help="writes metrics/OUT.json and reports/OUT.md"),
          all_commits: bool = typer.Option(False, "--all-commits", help="also experiments based on other commits "
                                           "(results of other code: use it knowingly)"),
-         params: Path = typer.Option(Path("params.yaml"), help="params file")) -> None:
+         params: Path = typer.Option(Path("params.yaml"), help="params file"),
+         before: list[Path] = typer.Option([], "--before", help="with --after: finished project folders run by "
+                                           "the old code, one per seed (compares each method with itself)"),
+         after: list[Path] = typer.Option([], "--after", help="the same seeds run by the new code, in the same "
+                                          "order as --before")) -> None:
     """Paired comparison over the workspace and finished seed experiments (metrics/seeds.json)."""
+    if before or after:
+        check_name(out)
+        run_code_comparison(before, after, params, out_name=out if out != "seeds" else "before_after")
+        return
     run_seeds(params, exp or None, reference=reference, candidate=candidate, workspace=workspace, out_name=out,
               all_commits=all_commits)
