@@ -115,3 +115,12 @@ def test_a_run_without_results_is_a_one_line_error(tmp_path: Path) -> None:
     run = _run(tmp_path / "run")
     with pytest.raises(UserError, match="not found"):
         record.summarize(run, [run / "missing.json"])
+
+
+def test_the_committed_page_shows_the_committed_record() -> None:
+    from conftest import ROOT
+
+    rec = ROOT / record.MEASURED_DIR / report.REAL_RECORD
+    text = (ROOT / report.REAL_PAGE).read_text()
+    block = record.render(json.loads(rec.read_text()), str(record.MEASURED_DIR / report.REAL_RECORD))
+    assert block.rstrip("\n") in text, "docs/real-data.md differs from docs/measured/real-dev-cpu.json: run: face2anime report"
