@@ -42,3 +42,24 @@ def test_bench_rows_and_json(tmp_path: Path, monkeypatch) -> None:
     bench.print_table(out, console)
     console.file.close()
     assert "eager fp32" in (tmp_path / "table.txt").read_text()
+
+
+def test_the_threads_option_reaches_the_benchmark(tmp_path: Path, monkeypatch) -> None:
+    """``face2anime bench --threads 2`` runs the benchmark at 2 threads, whatever
+    ``cyclegan.train.threads`` says (it used to end in a traceback)."""
+    from typer.testing import CliRunner
+
+    from stages.cli import build_app
+
+    seen = {}
+
+    def fake_run_bench(p, which, methods, steps, rounds, console, fast=True, threads=None):
+        seen["threads"] = threads
+        return {"paper_estimate": None}
+
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    monkeypatch.setattr(bench, "print_table", lambda result, console: None)
+    res = CliRunner().invoke(build_app(["bench"]), ["bench", "--threads", "2", "--no-synthetic",
+                                                    "--params", str(Path(__file__).parents[1] / "params.yaml")])
+    assert res.exit_code == 0, res.output
+    assert seen["threads"] == 2
