@@ -606,8 +606,8 @@ def write(root: Path) -> list[Path]:
         write_text(readme, new)
         changed.append(readme)
     record_file = root / record.MEASURED_DIR / REAL_RECORD
-    if record_file.is_file():                 # a run on photos that are not committed (face2anime record)
-        real_page = root / REAL_PAGE
+    real_page = root / REAL_PAGE
+    if record_file.is_file() and real_page.is_file():   # a run on photos that are not committed (face2anime record)
         old = real_page.read_text()
         block = record.render(json.loads(record_file.read_text()), str(record.MEASURED_DIR / REAL_RECORD))
         new = markdown.replace_block(old, block, record.BEGIN, record.END, str(REAL_PAGE))

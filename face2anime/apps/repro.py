@@ -25,7 +25,6 @@ and in all. ``--force`` adds ``-f`` to every stage.
 """
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import typer
 from face2anime.core.io import write_json
 from face2anime.core.params import UserError, load_params
 from face2anime.core.paths import METRICS_DIR
+from face2anime.core.runtime import cores
 
 TRAIN_PREFIX = "train_cyclegan@"
 #: the last run's wall times (what ``dvc repro`` alone cannot say when stages overlap)
@@ -69,14 +69,6 @@ def stage_graph() -> dict[str, set[str]]:
     with Repo(".") as repo:
         graph = repo.index.graph            # edges: stage -> a stage it depends on
         return {s.addressing: {d.addressing for d in nx.descendants(graph, s)} for s in graph.nodes}
-
-
-def cores() -> int:
-    """CPU cores this process may use (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
-        return os.cpu_count() or 1
 
 
 def weights(stages: list[str], params_path: Path, n_cores: int) -> dict[str, int]:

@@ -10,6 +10,14 @@ from typing import Any
 from face2anime.core.params import UserError
 
 
+def cores() -> int:
+    """CPU cores this process may use (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
 def set_threads(n: int) -> int:
     """``torch.set_num_threads(n)``; returns the count in use. Results on a CPU depend on the
     thread count (how sums are split), so the count is a param (``threads``), never "all cores"."""

@@ -8,7 +8,6 @@ offline, procedural; see :mod:`face2anime.data.synthetic`) or a real one handled
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +16,7 @@ from rich.console import Console
 from face2anime.core.paths import CONTACT_SHEET, METRICS_DIR, RAW_DIR
 from face2anime.core.io import rel, replace_dir, save_csv, staging_dir, write_json
 from face2anime.core.params import UserError
+from face2anime.core.runtime import cores
 from face2anime.core.schema import ParamsFile
 
 SOURCES = ("synthetic", "ffhq", "animeface", "selfie2anime", "local")
@@ -47,7 +47,7 @@ def download(params: ParamsFile, raw_dir: Path = RAW_DIR, contact_sheet: Path = 
             hard_share_character=cfg.synthetic.hard_share_character,
             seed=seed,
             progress=progress,
-            workers=len(os.sched_getaffinity(0)),   # the same images for any number of workers
+            workers=cores(),        # the same images for any number of workers
         )
         manifest["aligned"] = True
         report: dict = {"source": source}
