@@ -116,6 +116,14 @@ def test_side_by_side_gives_the_lock_of_a_plain_dvc_repro(in_toy: Path) -> None:
     assert again["ran"] == [] and again["stage_seconds"] == record["stage_seconds"]
 
 
+def test_it_runs_with_the_environment_not_activated(in_toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``.venv/bin/face2anime repro`` without ``source .venv/bin/activate``: dvc is found beside
+    the interpreter (it ended in FileNotFoundError: 'dvc')."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    record = repro.run(_plan())
+    assert sorted(record["ran"]) == sorted(_plan().order)
+
+
 def test_a_failing_training_stops_only_what_depends_on_it(in_toy: Path) -> None:
     toy = in_toy
     (toy / "fail_b").write_text("")

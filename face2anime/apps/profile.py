@@ -116,7 +116,7 @@ def run_profile(argv: list[str], params_file: Path = Path("params.yaml"), jobs: 
     name, sets = argv[4], argv[6::2]
     apply_overrides(params_file, sets)
     repro.run(plan_for(params_file, jobs))
-    status = subprocess.call(["dvc", "exp", "save", "-n", name])
+    status = subprocess.call(["dvc", "exp", "save", "-n", name], env=repro.tool_env())
     if status != 0:
         raise UserError(f"profile: the run finished but dvc exp save -n {name} failed (exit {status}); "
                         f"the results are in the workspace: dvc exp save -n {name}")
@@ -139,5 +139,7 @@ def main(name: str = typer.Argument(..., help="a profile in profiles/ (e.g. real
         if folder is not None and not Path(folder).exists():
             raise UserError(f"profile: {folder} does not exist")
     if serial:
-        sys.exit(subprocess.call(argv))
+        from face2anime.apps.repro import tool_env
+
+        sys.exit(subprocess.call(argv, env=tool_env()))
     run_profile(argv, jobs=jobs)

@@ -25,6 +25,7 @@ and in all. ``--force`` adds ``-f`` to every stage.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -69,6 +70,13 @@ def stage_graph() -> dict[str, set[str]]:
     with Repo(".") as repo:
         graph = repo.index.graph            # edges: stage -> a stage it depends on
         return {s.addressing: {d.addressing for d in nx.descendants(graph, s)} for s in graph.nodes}
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for ``dvc`` and the stages' ``face2anime`` commands: this interpreter's
+    bin folder first on PATH, so they are the ones installed beside it even when its virtual
+    environment is not activated (``.venv/bin/face2anime repro``)."""
+    return {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 
 
 def weights(stages: list[str], params_path: Path, n_cores: int) -> dict[str, int]:
@@ -151,7 +159,8 @@ def run(p: Plan, record: Path | None = RECORD) -> dict:
                 continue
             if running and used + p.weight[s] > p.cores:
                 break   # nothing with a shorter path jumps ahead of a waiting stage
-            proc = subprocess.Popen(p.argv(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            proc = subprocess.Popen(p.argv(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                    env=tool_env())
             relay = threading.Thread(target=_relay, args=(proc, s, lock, up_to_date), daemon=True)
             relay.start()
             running[s] = (proc, relay, time.perf_counter())
