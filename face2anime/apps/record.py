@@ -92,9 +92,10 @@ def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any
         }
         machine = machine or ev.get("machine")
         for ref, _ in FLOORS:
-            if ref not in floors and markdown.get(ev, f"references.{ref}") is not None:
-                r = markdown.get(ev, f"references.{ref}")     # a floor's cycle_l1 is one number, not per domain
-                floors[ref] = {k: markdown.get(r, k) if markdown.get(r, k) is not None else markdown.get(r, k.split(".")[0]) for k, _, _ in METRICS}
+            r = markdown.get(ev, f"references.{ref}")
+            if ref not in floors and r is not None:     # a floor's cycle_l1 is one number, not per domain
+                floors[ref] = {k: markdown.get(r, k) if markdown.get(r, k) is not None else r.get(k.split(".")[0])
+                               for k, _, _ in METRICS}
     if not methods:
         raise UserError(f"record: no method results under {rel(metrics / 'eval')}")
     stages = {}

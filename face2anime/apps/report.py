@@ -22,7 +22,6 @@ and commit the two files it rewrites.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -609,7 +608,7 @@ def write(root: Path) -> list[Path]:
     real_page = root / REAL_PAGE
     if record_file.is_file() and real_page.is_file():   # a run on photos that are not committed (face2anime record)
         old = real_page.read_text()
-        block = record.render(json.loads(record_file.read_text()), str(record.MEASURED_DIR / REAL_RECORD))
+        block = record.render(_load(record_file), str(record.MEASURED_DIR / REAL_RECORD))
         new = markdown.replace_block(old, block, record.BEGIN, record.END, str(REAL_PAGE))
         if new != old:
             write_text(real_page, new)
