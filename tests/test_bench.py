@@ -63,3 +63,41 @@ def test_the_threads_option_reaches_the_benchmark(tmp_path: Path, monkeypatch) -
                                                     "--params", str(Path(__file__).parents[1] / "params.yaml")])
     assert res.exit_code == 0, res.output
     assert seen["threads"] == 2
+
+
+def test_side_by_side_sums_the_processes(tmp_path: Path) -> None:
+    """``bench --side-by-side 2``: two spawned processes at one thread each time the pipeline
+    and the eager step together; the rows give their summed images/s beside the eager step in
+    one process at 2 threads, and each ratio is that row's images/s over its reference row's."""
+    import yaml
+
+    from conftest import tiny_params
+
+    over = {"seed": 0, "device": "cpu", "precision": "fp32", "threads": 1, "resize.size": 32,
+            "select.max_images": 4, "select.share": 1.0,
+            "cyclegan.methods": {"baseline": {"model": "cyclegan", "subset": "random", "attention": False}},
+            "cyclegan.train": train_section(ngf=4, ndf=4, n_res=1, batch_size=2, epochs=1, steps_per_epoch=1,
+                                            lr_decay_epochs=0)}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params(over), sort_keys=False))
+    threads = torch.get_num_threads()
+    try:
+        rows = bench.side_by_side(path, typed_params(over), ["plain"], 2, 2, 1,
+                                  Console(file=open(tmp_path / "log.txt", "w")))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+    assert after == threads   # the parent's thread count is left as it was
+    by = {r["layout"]: r for r in rows}
+    assert set(by) == {"eager fp32, 1 process at 2 threads", "eager fp32, 2 side by side at 1 thread",
+                       "pipeline, 2 side by side at 1 thread"}
+    machine, side = by["eager fp32, 1 process at 2 threads"], by["eager fp32, 2 side by side at 1 thread"]
+    assert machine["x_eager_fp32_machine"] == 1.0 and side["x_eager_fp32_side_by_side"] == 1.0
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["processes"] == 2
+        assert abs(r["x_eager_fp32_machine"] - r["images_per_s"] / machine["images_per_s"]) < 0.01
+        assert abs(r["x_eager_fp32_side_by_side"] - r["images_per_s"] / side["images_per_s"]) < 0.01
+    console = Console(file=open(tmp_path / "table.txt", "w"), width=140)
+    bench.print_side_table(rows, console)
+    console.file.close()
+    assert "side by side" in (tmp_path / "table.txt").read_text()

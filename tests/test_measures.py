@@ -76,3 +76,22 @@ def test_kid_equals_mean_of_mmd2_over_the_same_subsets() -> None:
                          for _ in range(12)])
     mean, std = kid(x, y, 12, 10, 7)
     assert mean == pytest.approx(float(vals.mean()), rel=1e-12) and std == pytest.approx(float(vals.std()), rel=1e-10)
+
+
+def test_flat_share_counts_flat_pixels() -> None:
+    """Grey is all flat; one vertical step edge in an 8 x 8 image makes the 7 pixels left of it
+    (of the 7 x 7 that have both neighbours) not flat; noise is almost never flat; a flat
+    drawing loses most of its flat pixels to faint noise (std 0.05)."""
+    from face2anime.evaluation.measures import flat_share
+
+    assert flat_share(torch.full((2, 3, 8, 8), 0.5)).tolist() == [1.0, 1.0]
+    step = torch.zeros(1, 3, 8, 8)
+    step[..., 4:] = 1.0
+    assert abs(float(flat_share(step)[0]) - 42 / 49) < 1e-6
+    g = torch.Generator().manual_seed(0)
+    assert float(flat_share(torch.rand(4, 3, 32, 32, generator=g)).max()) < 0.05
+    drawing = torch.full((1, 3, 32, 32), 0.8)
+    drawing[..., 10:20, 8:24] = 0.3                      # a flat patch
+    drawing[..., 5, :] = 0.0                             # and a line
+    noisy = (drawing + 0.05 * torch.randn(drawing.shape, generator=g)).clamp(0, 1)
+    assert float(flat_share(drawing)[0]) > 0.8 and float(flat_share(noisy)[0]) < 0.4

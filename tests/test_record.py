@@ -66,7 +66,8 @@ def _row(block: str, label: str) -> list[str]:
 
 def test_the_rendered_tables_hold_the_run_s_numbers(tmp_path: Path) -> None:
     block = record.render(record.summarize(_run(tmp_path / "run")), "docs/measured/x.json")
-    assert block.startswith(record.BEGIN) and block.rstrip().endswith(record.END)
+    begin, end = record.markers("x")
+    assert block.startswith(begin) and block.rstrip().endswith(end)
     # metric, baseline, proposed, validity, shuffled / real anime crops / untranslated photos
     assert _row(block, "`kid_judge` (lower is better)") == ["`kid_judge` (lower is better)", "0.500", "0.250",
                                                            "yes/yes", "0.900", "0.060", "0.900"]
@@ -83,6 +84,24 @@ def test_the_rendered_tables_hold_the_run_s_numbers(tmp_path: Path) -> None:
     assert "Test CPU" in block and "31 faces found in 30 photos" in block
 
 
+def test_flat_share_has_a_row_only_where_the_run_measured_it(tmp_path: Path) -> None:
+    """A run whose evaluation wrote ``flat_share`` gets its row (no validity: a diagnostic); an
+    older run without it gets no row of "n/a"s."""
+    label = record.METRICS[-1][1]
+    assert record.METRICS[-1][0] == "flat_share"
+    old = record.render(record.summarize(_run(tmp_path / "old")), "x.json")
+    assert "`flat_share`" not in old
+    run = _run(tmp_path / "new")
+    for name, value in (("baseline", 0.125), ("proposed", 0.25)):
+        path = run / "metrics" / "eval" / f"{name}.json"
+        ev = json.loads(path.read_text())
+        ev["flat_share"] = value
+        ev["references"]["real_chars"]["flat_share"] = 0.3
+        path.write_text(json.dumps(ev))
+    row = _row(record.render(record.summarize(run), "x.json"), label)
+    assert row[1:5] == ["0.125", "0.250", "-", "n/a"] and row[5] == "0.300"
+
+
 def test_the_record_keeps_no_file_names(tmp_path: Path) -> None:
     rec = record.summarize(_run(tmp_path / "run"))
     assert "secret_name" not in json.dumps(rec)
@@ -97,13 +116,14 @@ def test_report_puts_the_record_into_the_page_and_keeps_the_rest(tmp_path: Path,
     (project / "docs").mkdir(parents=True)
     (project / "README.md").write_text(f"# x\n{report.BEGIN}\n{report.END}\n")
     page = project / "docs" / "real-data.md"
-    page.write_text(f"intro\n\n{record.BEGIN}\nold\n{record.END}\n\noutro\n")
+    begin, end = record.markers("real-dev-cpu")
+    page.write_text(f"intro\n\n{begin}\nold\n{end}\n\noutro\n")
     monkeypatch.chdir(project)
     res = CliRunner().invoke(build_app(["record"]), ["record", str(_run(tmp_path / "run")), "--name", "real-dev-cpu"])
     assert res.exit_code == 0, res.output
     assert report.write(project)[-1] == page
     text = page.read_text()
-    assert text.startswith("intro\n\n" + record.BEGIN) and text.endswith(record.END + "\n\noutro\n")
+    assert text.startswith("intro\n\n" + begin) and text.endswith(end + "\n\noutro\n")
     assert "old" not in text and "| 0.500 | 0.250 |" in text
     assert page not in report.write(project)                                # unchanged record: page untouched
 
@@ -117,10 +137,13 @@ def test_a_run_without_results_is_a_one_line_error(tmp_path: Path) -> None:
         record.summarize(run, [run / "missing.json"])
 
 
-def test_the_committed_page_shows_the_committed_record() -> None:
+def test_the_committed_page_shows_every_committed_record() -> None:
     from conftest import ROOT
 
-    rec = ROOT / record.MEASURED_DIR / report.REAL_RECORD
     text = (ROOT / report.REAL_PAGE).read_text()
-    block = record.render(json.loads(rec.read_text()), str(record.MEASURED_DIR / report.REAL_RECORD))
-    assert block.rstrip("\n") in text, "docs/real-data.md differs from docs/measured/real-dev-cpu.json: run: face2anime report"
+    records = sorted((ROOT / record.MEASURED_DIR).glob("*.json"))
+    assert ROOT / record.MEASURED_DIR / report.REAL_RECORD in records
+    for rec in records:
+        block = record.render(json.loads(rec.read_text()), str(record.MEASURED_DIR / rec.name))
+        assert block.rstrip("\n") in text, \
+            f"docs/real-data.md differs from {record.MEASURED_DIR / rec.name}: run: face2anime report"

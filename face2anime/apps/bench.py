@@ -15,6 +15,12 @@ FLOP count of one step (``torch.utils.flop_counter``: forward and backward of ev
 that as a share of this machine's conv peak, measured in the same run on a big 3x3 conv
 (forward + backward, fp32 NCHW and bf16 NHWC). Compile time is reported apart (``compile_s``);
 the pipeline counts it in its training time. ``--json PATH`` writes the same numbers.
+
+``--side-by-side N`` also measures the machine as ``face2anime repro`` uses it: N processes at
+one thread each run the same variant at the same time (a barrier starts every timed round in
+all of them), and their images/s are summed; beside that, the eager fp32 step once in one
+process at N threads (what a plain loop does with the machine) and N side by side at one
+thread each. Only the quick profile (the paper's steps are too long for it).
 """
 from __future__ import annotations
 
@@ -165,6 +171,92 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# --------------------------------------------------------------------------- side by side
+def _side_worker(params: Path, method: str, steps: int, rounds: int, barrier: Any, queue: Any) -> None:
+    """One of N processes of :func:`side_by_side`: best seconds per step of each variant, at one
+    thread, every round started together with the other processes (``barrier``)."""
+    from face2anime.core.runtime import set_threads
+
+    set_threads(1)
+    p = load_params(params)
+    base_cfg, opts = train_options(p)
+    device = pick_device(p.device)
+    shape = profiles(p, ["quick"])["quick"]
+    attention = method == "attention"
+    loss_kw = _loss_kw(opts)
+    net = {k: v for k, v in shape.items() if k not in ("size", "batch_size")}
+    base = {k: v for k, v in opts.items() if k != "threads"}
+    variants = {"eager fp32": eager_reference(**shape, attention=attention, device=device, **loss_kw),
+                "pipeline": pipeline_step(shape["size"], shape["batch_size"], attention, device, base_cfg, **net,
+                                          **base)[0]}
+    for fn in variants.values():
+        fn(), fn()   # warm up (and compile, if the params ask for it)
+    best = {k: float("inf") for k in variants}
+    for _ in range(rounds):
+        for k, fn in variants.items():
+            barrier.wait()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            best[k] = min(best[k], (time.perf_counter() - t0) / steps)
+    queue.put(best)
+
+
+def side_by_side(params: Path, p: ParamsFile, methods: list[str], n: int, steps: int, rounds: int,
+                 console: Console) -> list[dict[str, Any]]:
+    """The quick profile's step as ``face2anime repro`` runs trainings: ``n`` processes at one
+    thread each, side by side (summed images/s), against the eager fp32 step in one process at
+    ``n`` threads and ``n`` of it side by side. Rows with images/s and ratios to both."""
+    import multiprocessing as mp
+
+    from face2anime.core.runtime import set_threads
+
+    shape = profiles(p, ["quick"])["quick"]
+    per_step = 2 * shape["batch_size"]
+    rows = []
+    for method in methods:
+        ctx = mp.get_context("spawn")
+        barrier, queue = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_side_worker, args=(params, method, steps, rounds, barrier, queue))
+                 for _ in range(n)]
+        for pr in procs:
+            pr.start()
+        results = [queue.get() for _ in procs]
+        for pr in procs:
+            pr.join()
+        _, opts = train_options(p)
+        loss_kw = _loss_kw(opts)
+        before = torch.get_num_threads()
+        set_threads(n)
+        device = pick_device(p.device)
+        alone = eager_reference(**shape, attention=method == "attention", device=device, **loss_kw)
+        alone()
+        one = measure({"eager": alone}, steps, rounds, device)["eager"]
+        set_threads(before)
+        ref_machine = per_step / one
+        ref_side = sum(per_step / r["eager fp32"] for r in results)
+        for name, ips in ((f"eager fp32, 1 process at {n} threads", ref_machine),
+                          (f"eager fp32, {n} side by side at 1 thread", ref_side),
+                          (f"pipeline, {n} side by side at 1 thread", sum(per_step / r["pipeline"] for r in results))):
+            rows.append({"profile": "quick", "method": method, "layout": name, "processes": n,
+                         "images_per_s": round(ips, 2), "x_eager_fp32_machine": round(ips / ref_machine, 3),
+                         "x_eager_fp32_side_by_side": round(ips / ref_side, 3)})
+        console.print(f"side by side/{method}: " + ", ".join(f"{r['layout']} {r['images_per_s']:.1f} img/s"
+                                                             for r in rows if r["method"] == method), highlight=False)
+    return rows
+
+
+def print_side_table(rows: list[dict[str, Any]], console: Console) -> None:
+    t = Table(title="The machine as face2anime repro uses it (quick profile; images/s summed over the processes)",
+              title_justify="left")
+    for col in ("method", "layout", "img/s", "x eager (1 process)", "x eager (side by side)"):
+        t.add_column(col, justify="left" if col in ("method", "layout") else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["method"], r["layout"], f"{r['images_per_s']:.1f}", f"{r['x_eager_fp32_machine']:.2f}",
+                  f"{r['x_eager_fp32_side_by_side']:.2f}")
+    console.print(t)
+
+
 # --------------------------------------------------------------------------- the benchmark
 def train_options(p: ParamsFile) -> tuple[Any, dict[str, Any]]:
     """The pipeline's training config (of the first method) and the options bench varies."""
@@ -174,6 +266,11 @@ def train_options(p: ParamsFile) -> tuple[Any, dict[str, Any]]:
     keys = ("gan_loss", "lambda_cyc", "lambda_idt", "pool_size", "ema", "attention_mode", "upsample",
             "precision", "compile", "channels_last", "adam", "fuse_passes", "threads", "lr", "beta1", "beta2")
     return cfg, {k: getattr(cfg, k) for k in keys}
+
+
+def _loss_kw(opts: dict[str, Any]) -> dict[str, Any]:
+    """The training options that the eager reference step takes (from :func:`train_options`)."""
+    return {k: opts[k] for k in ("gan_loss", "lambda_cyc", "lambda_idt", "upsample", "attention_mode")}
 
 
 def profiles(p: ParamsFile, which: list[str]) -> dict[str, dict[str, Any]]:
@@ -210,7 +307,7 @@ def run_bench(p: ParamsFile, which: list[str], methods: list[str], steps: dict[s
                   f"pipeline precision {prec}; measuring the conv peak ...", highlight=False)
     peak = {"fp32": conv_peak(torch.float32, False, device),
             "bf16": conv_peak(torch.bfloat16, True, device) if prec == "bf16" or cpu_has_bf16() else None}
-    loss_kw = {k: opts[k] for k in ("gan_loss", "lambda_cyc", "lambda_idt", "upsample", "attention_mode")}
+    loss_kw = _loss_kw(opts)
     rows = []
     for prof, shape in profiles(p, which).items():
         for method in methods:
@@ -296,6 +393,8 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
          threads: int = typer.Option(None, min=1, help="override cyclegan.train.threads (the training's threads)"),
          fast: bool = typer.Option(True, help="also time the pipeline with the fast options on"),
          synthetic: bool = typer.Option(True, help="also time synthetic data generation"),
+         side: int = typer.Option(0, "--side-by-side", min=0,
+                                  help="also time N trainings side by side at one thread each (quick profile)"),
          json_out: Path = typer.Option(None, "--json", help="also write the results here")) -> None:
     """Training speed: eager fp32 vs the pipeline's path, GFLOP/s and % of the conv peak."""
     console = Console(width=max(Console().width, 110))
@@ -320,6 +419,9 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="params file (qui
         console.print(f"paper profile on this machine (100 epochs x 500 steps, 256 px, 64 channels, batch 1, "
                       f"pipeline path): about {est['baseline_h']:.1f} h for baseline + {est['proposed_h']:.1f} h "
                       f"for proposed = {est['total_h']:.1f} h of training", highlight=False)
+    if side > 1:
+        result["side_by_side"] = side_by_side(params, p, method, side, steps, rounds, console)
+        print_side_table(result["side_by_side"], console)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")

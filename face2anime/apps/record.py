@@ -5,8 +5,9 @@ gives numbers worth keeping: what the data was, how long each stage took, every 
 validity and floors, the verdicts. ``record`` reads them from the run's ``metrics/`` and
 ``params.yaml`` and writes one JSON file (no images, no file names), by default
 ``docs/measured/NAME.json``; ``face2anime report`` then writes the tables of
-``docs/real-data.md`` from it (:func:`render`), between ``<!-- real-run:begin -->`` and
-``<!-- real-run:end -->``, so the page shows measurements, never typed numbers.
+``docs/real-data.md`` from each record (:func:`render`), between ``<!-- real-run:NAME:begin -->``
+and ``<!-- real-run:NAME:end -->`` (:func:`markers`), so the page shows measurements, never
+typed numbers. A page may hold several records' blocks (runs of different settings or code).
 
 The pipeline's wall time comes from the ``metrics/repro.json`` that ``face2anime repro`` (and
 so ``face2anime profile``) writes; pass ``--repro FILE`` more than once when the run took
@@ -25,18 +26,23 @@ from face2anime.core.io import rel, write_json
 from face2anime.core.params import UserError
 
 MEASURED_DIR = Path("docs/measured")
-BEGIN = "<!-- real-run:begin -->"
-END = "<!-- real-run:end -->"
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The lines that open and close the block of record ``name`` in docs/real-data.md."""
+    return f"<!-- real-run:{name}:begin -->", f"<!-- real-run:{name}:end -->"
+
 
 #: (key in metrics/eval/M.json, label, lower is better) for the metrics table, in order.
 METRICS = [("kid_judge.mean", "`kid_judge`", True), ("edge_ssim", "`edge_ssim`", False),
            ("cycle_l1.human", "`cycle_l1` (human)", True), ("realism.mean", "realism (mean distance ratio)", False),
            ("realism.inside_rate", "realism inside rate", False), ("char_rate", "`char_rate`", False),
-           ("junk_rate", "`junk_rate`", True)]
+           ("junk_rate", "`junk_rate`", True),
+           ("flat_share", "`flat_share` (flat pixels: the closer to the real anime crops' the less texture)", False)]
 #: the metric whose validity decides each row's "valid" column (metrics/eval/M.json "valid").
 VALIDITY = {"kid_judge.mean": "kid_judge", "edge_ssim": "edge_ssim", "cycle_l1.human": "cycle_l1",
             "realism.mean": "realism", "realism.inside_rate": "realism", "char_rate": "char_rate",
-            "junk_rate": "char_rate"}
+            "junk_rate": "char_rate", "flat_share": None}   # flat_share: a diagnostic, no floors
 #: the floor references shown beside the metrics: (key in "references", label).
 FLOORS = [("shuffled_chars", "shuffled anime crops"), ("real_chars", "real held-out anime crops"),
           ("source", "untranslated photos")]
@@ -84,7 +90,7 @@ def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any
             "model": markdown.get(params, f"cyclegan.methods.{m}.model") or "cyclegan",
             "n_test": ev.get("n_test"),
             "metrics": {k: markdown.get(ev, k) for k, _, _ in METRICS},
-            "valid": {name: bool(markdown.get(ev, f"valid.{name}.ok")) for name in sorted(set(VALIDITY.values()))},
+            "valid": {name: bool(markdown.get(ev, f"valid.{name}.ok")) for name in sorted(set(VALIDITY.values()) - {None})},
             "collapsed": markdown.get(ev, "training.collapsed"),
             "steps": train.get("steps"), "best_step": train.get("val_best_step"),
             "d_acc_tail": train.get("d_acc_tail"), "images_per_s": stage.get("images_per_s"),
@@ -146,8 +152,10 @@ def _stage_rows(stages: dict[str, float]) -> list[list[str]]:
 
 
 def render(record: dict[str, Any], source: str) -> str:
-    """The block of ``docs/real-data.md`` (markers included) for one record from ``source``."""
-    lines = [BEGIN, f"<!-- written by `face2anime report` from {source}: do not edit by hand -->", ""]
+    """The block of ``docs/real-data.md`` (markers included) for one record from ``source``
+    (its path: the file's stem names the markers)."""
+    begin, end = markers(Path(source).stem)
+    lines = [begin, f"<!-- written by `face2anime report` from {source}: do not edit by hand -->", ""]
     m = record.get("machine") or {}
     lines += [f"Machine: {m.get('cpu', '?')} ({', '.join(m.get('cpu_flags') or []) or 'no flags recorded'}), "
               f"{m.get('cores', '?')} cores, torch {m.get('torch', '?')}; recorded in `{source}`.", ""]
@@ -174,7 +182,11 @@ def render(record: dict[str, Any], source: str) -> str:
     header = ["metric"] + names + ["valid (" + ", ".join(names) + ")"] + [label for _, label in FLOORS]
     rows = []
     for key, label, lower in METRICS:
-        valid = "/".join("yes" if methods[n]["valid"].get(VALIDITY[key]) else "**no**" for n in names)
+        values = [methods[n]["metrics"].get(key) for n in names]
+        if all(v is None for v in values):
+            continue          # a metric this run's code did not compute yet
+        valid = "-" if VALIDITY[key] is None else \
+            "/".join("yes" if methods[n]["valid"].get(VALIDITY[key]) else "**no**" for n in names)
         rows.append([label + (" (lower is better)" if lower else "")]
                     + [_num(methods[n]["metrics"].get(key)) for n in names] + [valid]
                     + [_num((record["floors"].get(ref) or {}).get(key)) for ref, _ in FLOORS])
@@ -193,7 +205,7 @@ def render(record: dict[str, Any], source: str) -> str:
                   f"{methods[names[0]]['n_test']} test photos (one training seed: the interval covers test photos, "
                   "not seeds; delta = candidate - reference), valid metrics only:", ""]
         lines += markdown.table(["metric", "delta", "95% CI", "p", "MDE80", "verdict"], cmp_rows) + [""]
-    return "\n".join(lines + [END]) + "\n"
+    return "\n".join(lines + [end]) + "\n"
 
 
 def main(run: Path = typer.Argument(..., help="the finished run's project folder"),

@@ -33,7 +33,7 @@ from face2anime.core.params import UserError
 
 RESULTS_PAGE = Path("docs/results.md")
 REAL_PAGE = Path("docs/real-data.md")
-REAL_RECORD = "real-dev-cpu.json"   # docs/measured/: the development-set run (face2anime record)
+REAL_RECORD = "real-dev-cpu.json"   # docs/measured/: the development-set run of the profile (face2anime record)
 README = Path("README.md")
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
@@ -587,9 +587,9 @@ def replace_block(text: str, block: str) -> str:
 
 
 def write(root: Path) -> list[Path]:
-    """Rewrite ``docs/results.md``, the README's results block, the real-run block of
-    ``docs/real-data.md`` (when ``docs/measured/real-dev-cpu.json`` exists) and (when ``root``
-    has a params.yaml) ``docs/params.md`` under ``root``; returns what changed."""
+    """Rewrite ``docs/results.md``, the README's results block, the real-run blocks of
+    ``docs/real-data.md`` (one per ``docs/measured/NAME.json`` whose markers the page holds) and
+    (when ``root`` has a params.yaml) ``docs/params.md`` under ``root``; returns what changed."""
     root = Path(root)
     changed = []
     page, readme = root / RESULTS_PAGE, root / README
@@ -604,12 +604,17 @@ def write(root: Path) -> list[Path]:
     if new != old:
         write_text(readme, new)
         changed.append(readme)
-    record_file = root / record.MEASURED_DIR / REAL_RECORD
     real_page = root / REAL_PAGE
-    if record_file.is_file() and real_page.is_file():   # a run on photos that are not committed (face2anime record)
-        old = real_page.read_text()
-        block = record.render(_load(record_file), str(record.MEASURED_DIR / REAL_RECORD))
-        new = markdown.replace_block(old, block, record.BEGIN, record.END, str(REAL_PAGE))
+    if real_page.is_file():   # runs on photos that are not committed (face2anime record)
+        old = new = real_page.read_text()
+        for record_file in sorted((root / record.MEASURED_DIR).glob("*.json")):
+            begin, end = record.markers(record_file.stem)
+            if begin not in new:
+                typer.echo(f"report: {REAL_PAGE} has no {begin} block: {record.MEASURED_DIR / record_file.name} "
+                           "is not shown", err=True)
+                continue
+            block = record.render(_load(record_file), str(record.MEASURED_DIR / record_file.name))
+            new = markdown.replace_block(new, block, begin, end, str(REAL_PAGE))
         if new != old:
             write_text(real_page, new)
             changed.append(real_page)

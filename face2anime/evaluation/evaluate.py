@@ -21,6 +21,11 @@ the ceiling in :mod:`~face2anime.evaluation.ceiling` and the validity rules in
   predictor's own accuracy on real character test images. null without labels.
 - ``edge_ssim``: SSIM between Sobel edge maps of source and translation (label-free
   structure preservation, 1 = identical edges).
+- ``flat_share``: the mean share of flat pixels (luma steps to the right and below under
+  :data:`~face2anime.evaluation.measures.FLAT_STEP`): anime drawings are flat-shaded, so a
+  translation far below the real characters' value (``references.real_chars.flat_share``) is
+  covered in noise-like texture, whatever the judge says. A diagnostic, not a score: a grey
+  image is all flat.
 - ``cam_overlap``: soft IoU of the judge's Grad-CAM on the source (class human) and on the
   translation (class character): do the features live in the same places? (label-free)
 - ``kid_judge``: unbiased KID (polynomial kernel) in the judge's penultimate feature space
@@ -56,8 +61,8 @@ the ceiling in :mod:`~face2anime.evaluation.ceiling` and the validity rules in
   is not ok.
 
 ``metrics/eval/METHOD_images.csv``: one row per test image (id, clean, hard_kind, the
-judge's verdict and class probabilities, each attribute's correctness, edge SSIM, CAM
-overlap, cycle error, realism); compare pairs these rows by id.
+judge's verdict and class probabilities, each attribute's correctness, edge SSIM, flat share,
+CAM overlap, cycle error, realism); compare pairs these rows by id.
 ``data/eval/METHOD.npz``: the judge features of the translations and of the real character
 test images (for compare's paired KID test).
 """
@@ -86,6 +91,7 @@ from face2anime.evaluation.measures import (
     char_rate_by_kind,
     cycle_l1,
     edge_ssim,
+    flat_share,
     kid,
     realism_scores,
     soft_iou,
@@ -180,6 +186,7 @@ class Scorer:
                 cols[f"attr_{a}"] = c
             cols["attr_mean"] = np.mean(np.stack(list(correct.values())), 0)
         cols["edge_ssim"] = edge_ssim(src.float() / 255, x.float() / 255).numpy()
+        cols["flat_share"] = flat_share(x.float() / 255).numpy()
         cam = compute_cams(self.judge, self.judge.cam_layer, x, LABELS["character"], require_signal=False)
         cols["cam_overlap"] = soft_iou(torch.from_numpy(self.cam_src[:n]), torch.from_numpy(cam)).numpy()
         if rec is None:
@@ -203,7 +210,8 @@ def summary(df: pd.DataFrame, kid_value: dict | None) -> dict:
     if "p_junk" in df.columns:
         out["junk_rate"] = float((df["verdict"] == "junk").mean())
     out["attr_preservation"] = float(df["attr_mean"].mean()) if "attr_mean" in df.columns else None
-    out.update({"edge_ssim": float(df["edge_ssim"].mean()), "cam_overlap": float(df["cam_overlap"].mean()),
+    out.update({"edge_ssim": float(df["edge_ssim"].mean()), "flat_share": float(df["flat_share"].mean()),
+                "cam_overlap": float(df["cam_overlap"].mean()),
                 "kid_judge": kid_value, "cycle_l1": float(df["cycle_l1"].mean()),
                 "realism": {"mean": float(df["realism"].mean()), "inside_rate": float(df["realistic"].mean())}})
     return out
@@ -289,6 +297,7 @@ def evaluate(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, tran
         "char_rate_by_kind": char_rate_by_kind(is_char, src_rows),
         "attr_preservation": ap,
         "edge_ssim": float(table["edge_ssim"].mean()),
+        "flat_share": float(table["flat_share"].mean()),
         "cam_overlap": float(table["cam_overlap"].mean()),
         "kid_judge": scorer.kid(fake_feats),
         "cycle_l1": {"human": float(table["cycle_l1"].mean()),
@@ -331,7 +340,8 @@ def print_summary(m: dict) -> None:
         f"evaluate[{m['method']}]: char_rate {m['char_rate']:.3f}"
         + (f" (clean {by['clean']['char_rate'] or 0:.2f}, hard {by['hard']['char_rate'] or 0:.2f}), " if by else ", ")
         + (f"attr_preservation {ap['mean']:.3f} (chance {ap['chance']:.3f}), " if ap else "attr_preservation n/a, ")
-        + f"edge_ssim {m['edge_ssim']:.3f}, cam_overlap {m['cam_overlap']:.3f}, "
+        + f"edge_ssim {m['edge_ssim']:.3f}, flat_share {m['flat_share']:.3f} "
+        + f"(real characters {m['references']['real_chars']['flat_share']:.3f}), cam_overlap {m['cam_overlap']:.3f}, "
         + (f"kid_judge {k['mean']:.4f}±{k['std']:.4f}, " if k else "kid_judge n/a, ")
         + f"cycle_l1 {m['cycle_l1']['human']:.3f}, realism inside {m['realism']['inside_rate']:.2f}", highlight=False)
     refs = m["references"]

@@ -1,6 +1,6 @@
 """Objective measures used by evaluation, one function (or small group) per metric: KID,
-SSIM of edge maps, CAM overlap, the k-NN realism score, the cycle error and char_rate per
-source kind.
+SSIM of edge maps, CAM overlap, the k-NN realism score, the cycle error, the share of flat
+pixels and char_rate per source kind.
 
 All functions are pure (tensors or arrays in, numbers out) so they can be tested on
 hand-made cases; which images and which network's features go in is
@@ -128,6 +128,23 @@ def realism_scores(x: torch.Tensor, ref: torch.Tensor, k: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- cycle error
+# --------------------------------------------------------------------------- flat share
+#: a pixel is flat when its luma ([0, 1]) changes by less than this to the right and below, summed
+FLAT_STEP = 0.025
+
+
+def flat_share(x: torch.Tensor, step: float = FLAT_STEP) -> torch.Tensor:
+    """Per image ``[N]``: the share of flat pixels of ``x [N,3,H,W]`` in [0, 1], those whose luma
+    ``g`` has ``|g[i, j+1] - g[i, j]| + |g[i+1, j] - g[i, j]| < step`` (the last row and column,
+    which lack a neighbour, are left out). Flat-shaded drawings score high, photos in between,
+    noise-like texture low: the number says how much of an image is texture, not whether it is
+    anime (a flat grey image scores 1)."""
+    g = gray(x.float())
+    dx = (g[..., :-1, 1:] - g[..., :-1, :-1]).abs()
+    dy = (g[..., 1:, :-1] - g[..., :-1, :-1]).abs()
+    return ((dx + dy) < step).float().mean(dim=(1, 2, 3))
+
+
 def cycle_l1(rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image mean absolute error of a cycle reconstruction ``rec`` against ``target``
     (both ``[B,3,H,W]`` in the model's [-1, 1] range, as in the loss) -> ``[B]``."""
