@@ -77,6 +77,7 @@ def test_the_rendered_tables_hold_the_run_s_numbers(tmp_path: Path) -> None:
     assert _row(block, "all other stages, one after another")[1] == "30 s"    # resize 10 + compare 20
     assert "| 700 s (12 min) |" in block
     assert _row(block, "baseline")[2:4] == ["2500", "2250"]                  # steps, best validation step
+    assert block.index("| baseline |") < block.index("| proposed |")
     assert "**proposed vs baseline**" in block
     verdicts = block.split("**proposed vs baseline**")[1]
     assert _row(verdicts, "`edge_ssim`")[1:3] == ["+0.0100", "[-0.0200, +0.0400]"]

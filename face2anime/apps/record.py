@@ -104,6 +104,8 @@ def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any
                                for k, _, _ in METRICS}
     if not methods:
         raise UserError(f"record: no method results under {rel(metrics / 'eval')}")
+    order = list(markdown.get(params, "cyclegan.methods") or {})   # the params' order: baseline, proposed, ...
+    methods = dict(sorted(methods.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     stages = {}
     for path in sorted((metrics / "stages").glob("*.json")):
         s = _load(path) or {}

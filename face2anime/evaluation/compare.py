@@ -55,8 +55,9 @@ LOWER_IS_BETTER = ("kid_judge.mean", "junk_rate", "cycle_l1.human", "cycle_l1.ch
                    "inception.kid.x100", "inception.fid.value", "inception.mean_kid_ugatit.mean",
                    "inception.mean_kid_ugatit.x100", "inception.mean_kid_ugatit.kid_to_target")
 #: not compared: counts, spreads, settings and properties of the shared data/predictor (timings
-#: are never in a metrics file: they change from run to run; see metrics/stages/)
-SKIP = ("n_test", "kid_judge.std", "realism.k", "attr_preservation.chance",
+#: are never in a metrics file: they change from run to run; see metrics/stages/), and
+#: ``flat_share``, a texture diagnostic with no better direction (a grey image is all flat)
+SKIP = ("n_test", "flat_share", "kid_judge.std", "realism.k", "attr_preservation.chance",
         "attr_preservation.chance_uniform", "attr_preservation.predictor_accuracy", "inception.kid.std",
         "inception.kid.subsets", "inception.kid.subset_size", "inception.kid.n_fake", "inception.kid.n_real",
         "inception.fid.n_fake", "inception.fid.n_real", "inception.mean_kid_ugatit.std",
