@@ -101,3 +101,15 @@ def test_side_by_side_sums_the_processes(tmp_path: Path) -> None:
     bench.print_side_table(rows, console)
     console.file.close()
     assert "side by side" in (tmp_path / "table.txt").read_text()
+
+
+def test_side_by_side_reports_a_failed_process_instead_of_waiting(tmp_path: Path) -> None:
+    """A process that fails (here: its params file is gone) is a one-line error naming the
+    cause, not a hang."""
+    import pytest
+
+    from face2anime.core.params import UserError
+
+    with pytest.raises(UserError, match="a benchmark process failed: .*missing.yaml"):
+        bench.side_by_side(tmp_path / "missing.yaml", typed_params({"resize.size": 32}), ["plain"], 2, 1, 1,
+                           Console(file=open(tmp_path / "log.txt", "w")))

@@ -172,9 +172,48 @@ def _sync(device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------- side by side
+#: seconds a side-by-side process waits for its siblings at a round's start
+BARRIER_TIMEOUT = 900
+
+
+def _collect(procs: list[Any], queue: Any) -> list[dict[str, float]]:
+    """Each process's result from ``queue``; a process that failed, or exited without a result,
+    is a one-line error."""
+    import queue as queue_mod
+
+    from face2anime.core.params import UserError
+
+    results: list[dict[str, float]] = []
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=2))
+        except queue_mod.Empty:
+            dead = [pr.exitcode for pr in procs if pr.exitcode not in (None, 0)]
+            if dead or all(pr.exitcode is not None for pr in procs) and queue.empty():
+                for pr in procs:
+                    pr.terminate()
+                raise UserError(f"bench --side-by-side: a benchmark process ended without a result (exit code "
+                                f"{dead[0] if dead else 0})") from None
+    for pr in procs:
+        pr.join()
+    errors = sorted({r["error"] for r in results if "error" in r})
+    if errors:
+        raise UserError(f"bench --side-by-side: a benchmark process failed: {errors[0]}")
+    return results
+
+
 def _side_worker(params: Path, method: str, steps: int, rounds: int, barrier: Any, queue: Any) -> None:
-    """One of N processes of :func:`side_by_side`: best seconds per step of each variant, at one
-    thread, every round started together with the other processes (``barrier``)."""
+    """One of N processes of :func:`side_by_side`: puts the best seconds per step of each variant,
+    at one thread, every round started together with the other processes (``barrier``), or
+    ``{"error": one line}`` (and breaks the barrier, so the others stop too)."""
+    try:
+        queue.put(_side_times(params, method, steps, rounds, barrier))
+    except Exception as e:  # noqa: BLE001 - reported by the parent as one line
+        barrier.abort()
+        queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def _side_times(params: Path, method: str, steps: int, rounds: int, barrier: Any) -> dict[str, float]:
     from face2anime.core.runtime import set_threads
 
     set_threads(1)
@@ -194,12 +233,12 @@ def _side_worker(params: Path, method: str, steps: int, rounds: int, barrier: An
     best = {k: float("inf") for k in variants}
     for _ in range(rounds):
         for k, fn in variants.items():
-            barrier.wait()
+            barrier.wait(timeout=BARRIER_TIMEOUT)   # a sibling that died breaks it: no hang
             t0 = time.perf_counter()
             for _ in range(steps):
                 fn()
             best[k] = min(best[k], (time.perf_counter() - t0) / steps)
-    queue.put(best)
+    return best
 
 
 def side_by_side(params: Path, p: ParamsFile, methods: list[str], n: int, steps: int, rounds: int,
@@ -213,6 +252,8 @@ def side_by_side(params: Path, p: ParamsFile, methods: list[str], n: int, steps:
 
     shape = profiles(p, ["quick"])["quick"]
     per_step = 2 * shape["batch_size"]
+    _, opts = train_options(p)
+    device = pick_device(p.device)
     rows = []
     for method in methods:
         ctx = mp.get_context("spawn")
@@ -221,15 +262,10 @@ def side_by_side(params: Path, p: ParamsFile, methods: list[str], n: int, steps:
                  for _ in range(n)]
         for pr in procs:
             pr.start()
-        results = [queue.get() for _ in procs]
-        for pr in procs:
-            pr.join()
-        _, opts = train_options(p)
-        loss_kw = _loss_kw(opts)
+        results = _collect(procs, queue)
         before = torch.get_num_threads()
         set_threads(n)
-        device = pick_device(p.device)
-        alone = eager_reference(**shape, attention=method == "attention", device=device, **loss_kw)
+        alone = eager_reference(**shape, attention=method == "attention", device=device, **_loss_kw(opts))
         alone()
         one = measure({"eager": alone}, steps, rounds, device)["eager"]
         set_threads(before)
