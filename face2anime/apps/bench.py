@@ -230,15 +230,8 @@ def _side_times(params: Path, method: str, steps: int, rounds: int, barrier: Any
                                           **base)[0]}
     for fn in variants.values():
         fn(), fn()   # warm up (and compile, if the params ask for it)
-    best = {k: float("inf") for k in variants}
-    for _ in range(rounds):
-        for k, fn in variants.items():
-            barrier.wait(timeout=BARRIER_TIMEOUT)   # a sibling that died breaks it: no hang
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            best[k] = min(best[k], (time.perf_counter() - t0) / steps)
-    return best
+    # every round starts in all processes together; a sibling that died breaks the barrier: no hang
+    return measure(variants, steps, rounds, device, start=lambda: barrier.wait(timeout=BARRIER_TIMEOUT))
 
 
 def side_by_side(params: Path, p: ParamsFile, methods: list[str], n: int, steps: int, rounds: int,
@@ -316,11 +309,15 @@ def profiles(p: ParamsFile, which: list[str]) -> dict[str, dict[str, Any]]:
     return {k: out[k] for k in which}
 
 
-def measure(variants: dict[str, Callable[[], None]], steps: int, rounds: int, device: torch.device) -> dict[str, float]:
-    """Seconds per step of each variant: ``rounds`` interleaved rounds of ``steps`` steps, best round."""
+def measure(variants: dict[str, Callable[[], None]], steps: int, rounds: int, device: torch.device,
+            start: Callable[[], None] | None = None) -> dict[str, float]:
+    """Seconds per step of each variant: ``rounds`` interleaved rounds of ``steps`` steps, best round.
+    ``start`` (if given) is called before each timed round (side by side: a barrier)."""
     best = {k: float("inf") for k in variants}
     for _ in range(rounds):
         for k, fn in variants.items():
+            if start is not None:
+                start()
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(steps):
