@@ -11,7 +11,7 @@ from face2anime.gan.config import TrainConfig
 EXACT: dict[str, Any] = {
     "seed": 0, "ngf": 32, "ndf": 32, "n_res": 4, "epochs": 5, "steps_per_epoch": 100, "batch_size": 4,
     "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "lr_decay_epochs": 2, "lambda_cyc": 10.0, "lambda_idt": 0.5,
-    "lambda_cam": 1000.0, "weight_decay": 0.0,
+    "lambda_tv": 0.0, "lambda_cam": 1000.0, "weight_decay": 0.0,
     "gan_loss": "vanilla", "pool_size": 50, "ema": 0.0, "attention_mode": "residual", "upsample": "transpose",
     "sample_every": 1, "log_every": 25, "compile": False, "channels_last": False, "adam": "default",
     "fuse_passes": False, "nproc": 1, "threads": 1, "preload_mb": 256, "loader_workers": 2, "diffaug": "",

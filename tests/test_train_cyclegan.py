@@ -770,3 +770,34 @@ def test_under_ddp_a_compiler_error_stops_every_rank_instead_of_falling_back() -
     x, y, c = torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, torch.rand(2, 1, 8, 8)
     with pytest.raises(UserError, match=r"under DDP .* set cyclegan.train.compile: false"):
         model.step(x, y, c, c)
+
+
+def test_total_variation_of_known_images() -> None:
+    flat = torch.full((2, 3, 8, 8), 0.3)
+    assert float(gmodel.total_variation(flat)) == 0.0
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2.0 - 1.0   # +-1, every step 2
+    assert float(gmodel.total_variation(checker.expand(1, 3, 8, 8))) == pytest.approx(4.0)
+    ramp = torch.linspace(-1, 1, 8).expand(1, 1, 8, 8)                                   # right steps 2/7, down 0
+    assert float(gmodel.total_variation(ramp)) == pytest.approx(2 / 7)
+
+
+def test_lambda_tv_flattens_the_translations_and_is_logged() -> None:
+    """The same seeded steps with and without the flat-shading prior: with it, G_XY's output on
+    the training batch has less total variation, and step() returns loss_tv last."""
+    def run(tv: float) -> tuple[gmodel.CycleGAN, float, torch.Tensor]:
+        cfg = train_config(method="m", subset="random", attention=False, seed=0, max_images=4, ngf=8, ndf=4,
+                           n_res=1, epochs=1, steps_per_epoch=20, lr_decay_epochs=0, lr=1e-3, precision="fp32",
+                           lambda_tv=tv)
+        model = gmodel.CycleGAN(cfg, torch.device("cpu"))
+        g = torch.Generator().manual_seed(1)
+        x, y = (torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1 for _ in range(2))
+        for _ in range(20):
+            losses, _ = model.step(x, y, None, None)
+        with torch.no_grad():
+            return model, float(gmodel.total_variation(model.G_XY(x))), losses
+
+    plain, tv_plain, losses_plain = run(0.0)
+    flat, tv_flat, losses_flat = run(5.0)
+    assert plain.loss_names == gmodel.LOSSES and len(losses_plain) == len(gmodel.LOSSES)
+    assert flat.loss_names == gmodel.LOSSES + ("loss_tv",) and len(losses_flat) == len(gmodel.LOSSES) + 1
+    assert tv_flat < 0.7 * tv_plain

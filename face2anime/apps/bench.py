@@ -46,7 +46,7 @@ FAST = {"compile": True, "channels_last": True, "adam": "fused", "fuse_passes": 
 
 # --------------------------------------------------------------------------- the plain reference
 def eager_reference(size: int, ngf: int, ndf: int, n_res: int, batch_size: int, attention: bool,
-                    gan_loss: str, lambda_cyc: float, lambda_idt: float, upsample: str, attention_mode: str,
+                    gan_loss: str, lambda_cyc: float, lambda_idt: float, lambda_tv: float, upsample: str, attention_mode: str,
                     device: torch.device, pool_size: int = 50) -> Callable[[], None]:
     """One textbook CycleGAN step (fp32, eager, NCHW) on fixed random data, as a closure."""
     from face2anime.models.networks import Discriminator, Generator
@@ -87,6 +87,9 @@ def eager_reference(size: int, ngf: int, ndf: int, n_res: int, batch_size: int, 
             + lambda_cyc * ((g_yx(fake_y, cx) - x).abs().mean() + (g_xy(fake_x, cy) - y).abs().mean())
         if lambda_idt > 0:
             loss = loss + lambda_idt * lambda_cyc * ((g_xy(y, cy) - y).abs().mean() + (g_yx(x, cx) - x).abs().mean())
+        if lambda_tv > 0:
+            loss = loss + lambda_tv * ((fake_y[..., :, 1:] - fake_y[..., :, :-1]).abs().mean()
+                                       + (fake_y[..., 1:, :] - fake_y[..., :-1, :]).abs().mean())
         opt_g.zero_grad()
         loss.backward()
         opt_g.step()
@@ -292,14 +295,14 @@ def train_options(p: ParamsFile) -> tuple[Any, dict[str, Any]]:
     from face2anime.gan.config import read_config
 
     cfg = read_config(method_names(p)[0], p)
-    keys = ("gan_loss", "lambda_cyc", "lambda_idt", "pool_size", "ema", "attention_mode", "upsample",
+    keys = ("gan_loss", "lambda_cyc", "lambda_idt", "lambda_tv", "pool_size", "ema", "attention_mode", "upsample",
             "precision", "compile", "channels_last", "adam", "fuse_passes", "threads", "lr", "beta1", "beta2")
     return cfg, {k: getattr(cfg, k) for k in keys}
 
 
 def _loss_kw(opts: dict[str, Any]) -> dict[str, Any]:
     """The training options that the eager reference step takes (from :func:`train_options`)."""
-    return {k: opts[k] for k in ("gan_loss", "lambda_cyc", "lambda_idt", "upsample", "attention_mode")}
+    return {k: opts[k] for k in ("gan_loss", "lambda_cyc", "lambda_idt", "lambda_tv", "upsample", "attention_mode")}
 
 
 def profiles(p: ParamsFile, which: list[str]) -> dict[str, dict[str, Any]]:

@@ -199,6 +199,7 @@ class Train(Section):
     lr_decay_epochs: NonNeg = doc("linear decay to 0 over the last N epochs (0 = constant)")
     lambda_cyc: float = doc("cycle-consistency weight", ge=0.0)
     lambda_idt: float = doc("identity loss weight (times lambda_cyc); paper: 0", ge=0.0)
+    lambda_tv: float = doc("flat-shading prior: weight of the L1 total variation of the anime translations G_XY(x) (0 = off)", ge=0.0)
     lambda_cam: float = doc("U-GAT-IT only: weight of the generators' CAM classification loss (authors: 1000)", ge=0.0)
     weight_decay: float = doc("Adam's L2 weight decay of every network (CycleGAN: 0; U-GAT-IT: 0.0001)", ge=0.0)
     gan_loss: Literal["lsgan", "vanilla"] = doc("least squares | vanilla (the paper's log-likelihood)")

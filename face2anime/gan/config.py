@@ -21,7 +21,7 @@ from face2anime.gan.augment import parse_policy
 N_SAMPLES = 4          # images per domain in each sample picture
 CKPT_VERSION = 3
 #: metrics logged to dvclive every ``log_every`` steps (plots/metrics/<name>.tsv, x = step); a
-#: ``model: ugatit`` run also logs ``loss_cam``
+#: ``model: ugatit`` run also logs ``loss_cam``, a run with ``lambda_tv > 0`` also ``loss_tv``
 LOGGED = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt", "d_acc_real", "d_acc_fake", "lr", "images_per_s")
 #: the training summary's timings: in ``metrics/stages/train_cyclegan@M.json`` and
 #: ``metrics/cyclegan/M/TIMINGS_FILE`` (what the stage reads back from torchrun's rank 0), never in
@@ -65,6 +65,7 @@ class TrainConfig:
     lr_decay_epochs: int
     lambda_cyc: float
     lambda_idt: float
+    lambda_tv: float
     lambda_cam: float
     weight_decay: float
     gan_loss: str

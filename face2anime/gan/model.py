@@ -3,7 +3,8 @@ optimisers with linear decay, EMA copies of the generators and one optimisation 
 
 Losses (paper + CycleGAN): ``L_G = adv(D_Y(G_XY(x))) + adv(D_X(G_YX(y)))
 + lambda_cyc * (|G_YX(G_XY(x)) - x|_1 + |G_XY(G_YX(y)) - y|_1)
-+ lambda_idt * lambda_cyc * (|G_XY(y) - y|_1 + |G_YX(x) - x|_1)``; each D minimises
++ lambda_idt * lambda_cyc * (|G_XY(y) - y|_1 + |G_YX(x) - x|_1) + lambda_tv * TV(G_XY(x))``
+(:func:`total_variation`, a flat-shading prior on the anime translations, off at 0); each D minimises
 ``0.5 * (gan(D(real), 1) + gan(D(pool(fake)), 0))``. ``gan`` is BCE-with-logits (vanilla, the
 paper's log loss) or MSE (lsgan). Losses are computed in fp32; the network forwards run under
 bf16 autocast when ``precision`` asks for it.
@@ -56,6 +57,14 @@ LOSSES = ("loss_G_adv", "loss_D", "loss_cyc", "loss_idt")
 D_STATS = ("d_acc_real", "d_acc_fake")
 
 
+def total_variation(img: torch.Tensor) -> torch.Tensor:
+    """Anisotropic L1 total variation of ``[B, C, H, W]``: mean |right step| + mean |down step|.
+
+    Piecewise-constant images (flat shading with sharp outlines, as anime is drawn) minimise
+    it for a given outline: a weight on it penalises fine texture more than edges."""
+    return (img[..., :, 1:] - img[..., :, :-1]).abs().mean() + (img[..., 1:, :] - img[..., :-1, :]).abs().mean()
+
+
 def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return None if a is None or b is None else torch.cat([a, b])
 
@@ -100,6 +109,8 @@ class CycleGAN:
     def __init__(self, cfg: TrainConfig, device: torch.device, notify: Callable[[str], None] | None = None,
                  rank: int = 0):
         self.cfg, self.device = cfg, device
+        if cfg.lambda_tv > 0:                                   # _g_loss appends its term to the parts
+            self.loss_names = type(self).loss_names + ("loss_tv",)
         self._bf16 = resolve_precision(device, cfg.precision) == "bf16"
         self.notify = notify or (lambda msg: print(msg, flush=True))
         nets = self._make_nets(torch.Generator().manual_seed(cfg.seed))
@@ -142,7 +153,7 @@ class CycleGAN:
         self.d_fn = Compiled(self._d_loss, "the discriminator step", cfg.compile, self.notify)
         self._ddp: dict[Compiled, nn.Module] = {}   # set by distribute() when several processes train
 
-    #: the losses :meth:`step` returns, in order
+    #: the losses :meth:`step` returns, in order (an instance with ``lambda_tv > 0`` adds ``loss_tv``)
     loss_names: tuple[str, ...] = LOSSES
 
     def _make_nets(self, gen: torch.Generator) -> dict[str, nn.Module]:
@@ -224,7 +235,7 @@ class CycleGAN:
     def _g_loss(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
                 dcx: torch.Tensor | None, dcy: torch.Tensor | None, aug_y: dict[str, torch.Tensor] | None = None,
                 aug_x: dict[str, torch.Tensor] | None = None):
-        """Generator loss with D frozen -> (loss_G, fake_y, fake_x (detached fp32), [adv, cyc, idt],
+        """Generator loss with D frozen -> (loss_G, fake_y, fake_x (detached fp32), [adv, cyc, idt (, tv)],
         the CAMs to store with fake_y and fake_x in the pools (as given; self mode: as computed)).
 
         ``dcx``/``dcy``: the CAM D gets with each fake (source mode: the source's; self mode
@@ -260,9 +271,13 @@ class CycleGAN:
         else:
             idt = torch.zeros((), device=x.device)
         loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt
+        parts = [adv, cyc, idt]
+        if cfg.lambda_tv > 0:
+            parts.append(total_variation(fake_y))
+            loss_G = loss_G + cfg.lambda_tv * parts[-1]
         if self.d_cam == "self":    # the pools keep what the fakes were given: self mode, the computed CAM
             dcx, dcy = cvy, cvx
-        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt]).detach(), dcx, dcy
+        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack(parts).detach(), dcx, dcy
 
     def _d_outputs(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                    dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,
@@ -440,7 +455,7 @@ class UGATIT(CycleGAN):
     def _g_loss(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
                 dcx: torch.Tensor | None, dcy: torch.Tensor | None, aug_y: dict[str, torch.Tensor] | None = None,
                 aug_x: dict[str, torch.Tensor] | None = None):
-        """As :meth:`CycleGAN._g_loss`, parts ``[adv, cyc, idt, cam]``; no CAMs in or out."""
+        """As :meth:`CycleGAN._g_loss`, parts ``[adv, cyc, idt, cam]`` (+ ``tv``); no CAMs in or out."""
         cfg = self.cfg
         need_idt = cfg.lambda_idt > 0 or cfg.lambda_cam > 0
         idt_y = idt_x = None
@@ -465,7 +480,11 @@ class UGATIT(CycleGAN):
             idt = F.l1_loss(idt_y[0].float(), y) + F.l1_loss(idt_x[0].float(), x)
             cam = _bce(gy[1], True) + _bce(idt_y[1], False) + _bce(gx[1], True) + _bce(idt_x[1], False)
         loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt + cfg.lambda_cam * cam
-        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack([adv, cyc, idt, cam]).detach(), None, None
+        parts = [adv, cyc, idt, cam]
+        if cfg.lambda_tv > 0:
+            parts.append(total_variation(fake_y))
+            loss_G = loss_G + cfg.lambda_tv * parts[-1]
+        return loss_G, fake_y.detach(), fake_x.detach(), torch.stack(parts).detach(), None, None
 
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                 dcx: torch.Tensor | None, dcy: torch.Tensor | None, dpx: torch.Tensor | None,

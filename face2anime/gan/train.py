@@ -382,7 +382,7 @@ def train(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, cam_dir
         else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
         "epochs": cfg.epochs, "steps": steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
         "precision": cfg.precision, "device": device.type, "gan_loss": cfg.gan_loss, "ema": cfg.ema, "lambda_cyc": cfg.lambda_cyc,
-        "lambda_idt": cfg.lambda_idt, "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot,
+        "lambda_idt": cfg.lambda_idt, "lambda_tv": cfg.lambda_tv, "diffaug": cfg.diffaug, "d_cam": model.d_cam, "snapshot": cfg.snapshot,
         "snapshot_step": monitor.best_step if cfg.snapshot == "best" and monitor.best_state is not None else steps,
         "collapsed": summary["collapsed"], "collapse_reasons": summary["collapse_reasons"], "config_hash": chash,
         "training_data": training_data(params)})
