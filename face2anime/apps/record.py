@@ -24,6 +24,7 @@ import yaml
 from face2anime.apps import markdown
 from face2anime.core.io import rel, write_json
 from face2anime.core.params import UserError
+from face2anime.evaluation.compare import format_p
 
 MEASURED_DIR = Path("docs/measured")
 
@@ -142,10 +143,6 @@ def _signed(x: Any) -> str:
     return markdown.signed(x, 4)
 
 
-def _p(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.3f}" if x >= 1e-3 else f"{x:.1e}"
-
-
 def _stage_rows(stages: dict[str, float]) -> list[list[str]]:
     train = {k: v for k, v in stages.items() if k.startswith("train_cyclegan@")}
     rest = {k: v for k, v in stages.items() if k not in train}
@@ -199,7 +196,7 @@ def render(record: dict[str, Any], source: str) -> str:
     lines += markdown.table(["method", "model", "steps", "best validation step", "images/s", "D accuracy at the end",
                      "collapsed"], train_rows) + [""]
     cmp_rows = [[f"`{k}`", _signed(row.get("delta")), f"[{_signed(row.get('ci_low'))}, {_signed(row.get('ci_high'))}]",
-                 _p(row.get("p")), _num(row.get("mde80"), 4), str(row.get("verdict"))]
+                 format_p(row.get("p")), _num(row.get("mde80"), 4), str(row.get("verdict"))]
                 for k, row in record["compare"].items() if row.get("valid")]
     if cmp_rows:
         roles = record.get("compare_roles") or {}

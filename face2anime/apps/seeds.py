@@ -208,7 +208,8 @@ def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to us
          candidate: str = typer.Option(None, help="candidate method (default: compare.candidate)"),
          workspace: bool = typer.Option(True, "--workspace/--no-workspace",
                                         help="include the workspace's own run (seed 0)"),
-         out: str = typer.Option("seeds", help="writes metrics/OUT.json and reports/OUT.md"),
+         out: str = typer.Option(None, help="writes metrics/OUT.json and reports/OUT.md (default: seeds; "
+                                            "with --before/--after: before_after)"),
          all_commits: bool = typer.Option(False, "--all-commits", help="also experiments based on other commits "
                                           "(results of other code: use it knowingly)"),
          params: Path = typer.Option(Path("params.yaml"), help="params file"),
@@ -218,8 +219,9 @@ def main(exp: list[str] = typer.Option([], "--exp", help="experiment names to us
                                           "order as --before")) -> None:
     """Paired comparison over the workspace and finished seed experiments (metrics/seeds.json)."""
     if before or after:
+        out = out or "before_after"
         check_name(out)
-        run_code_comparison(before, after, params, out_name=out if out != "seeds" else "before_after")
+        run_code_comparison(before, after, params, out_name=out)
         return
-    run_seeds(params, exp or None, reference=reference, candidate=candidate, workspace=workspace, out_name=out,
+    run_seeds(params, exp or None, reference=reference, candidate=candidate, workspace=workspace, out_name=out or "seeds",
               all_commits=all_commits)

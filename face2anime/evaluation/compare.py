@@ -286,6 +286,11 @@ def _fmt(v: float | None, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def format_p(p: float | None) -> str:
+    """A p-value as the tables print it: 3 decimals, or 2 significant digits under 0.001."""
+    return "n/a" if p is None else f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}"
+
+
 def markdown(table: dict[str, dict], methods: list[str], reference: str, candidate: str,
              ref_eval: dict | None = None, n_boot: int | None = None) -> str:
     """compare.md: the paired table, how to read it, then floors and ceiling."""
@@ -312,7 +317,7 @@ def markdown(table: dict[str, dict], methods: list[str], reference: str, candida
     ]
     for k, row in table.items():
         ci = "n/a" if row["ci_low"] is None else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
-        p = "n/a" if row["p"] is None else (f"{row['p']:.3f}" if row["p"] >= 0.001 else f"{row['p']:.1e}")
+        p = format_p(row["p"])
         valid = {True: "yes", False: "NO", None: "-"}[row["valid"]]
         delta = "n/a" if row["delta"] is None else f"{row['delta']:+.4f}"
         lines.append(f"| {k} | {' | '.join(_fmt(row.get(m)) for m in methods)} | {delta} | {ci} | {p} | "
