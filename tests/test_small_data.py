@@ -5,8 +5,10 @@
 augmentation the discriminators memorise the 16 photos (patch accuracy > 0.9) and the
 translations lose ground: the validation realism stalls above its best and the translations of
 different faces converge (diversity falls), which the collapse detector flags. With DiffAugment
-(colour, translation, cutout) D stays near 0.7 and the translations keep improving. About 35 s
-on one busy core (fp32, one thread: the same numbers on the same CPU and torch).
+(colour, translation, cutout) D stays near 0.7 and the translations keep improving. About 140 s
+on one core of this project's 2-core machines (fp32, one thread: the same numbers on the same
+CPU and torch); marked ``slow``, so ``make test`` leaves it out to keep its
+10-minute budget and ``make test MARKS=`` runs it.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ def _train(root: Path, out: Path, diffaug: str) -> dict:
                     out_dir=out / "model", live_dir=out / "live", ckpt_dir=out / "ckpt", progress=False)
 
 
+@pytest.mark.slow
 def test_small_data_collapses_without_diffaugment_and_not_with_it(small_photo_set: Path, tmp_path: Path) -> None:
     threads = torch.get_num_threads()
     try:
