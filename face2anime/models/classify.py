@@ -26,7 +26,6 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from rich.console import Console
 from rich.progress import Progress
 
@@ -77,6 +76,8 @@ def degrade(x: torch.Tensor, g: torch.Generator, p: float = 0.5, hue: float = 0.
     if colour.any():
         f = torch.rand(b, 3, generator=g) * torch.tensor([0.6, 0.9, 1.2]) + torch.tensor([0.7, 0.6, 0.4])
         h = (torch.rand(b, generator=g) * 2 - 1) * hue if hue > 0 else None
+        import torchvision.transforms.v2.functional as TF   # here: torchvision costs ~2 s per process that loads a classifier
+
         x = x.clone()
         for i in colour.nonzero().flatten().tolist():
             xi = TF.adjust_brightness(x[i], float(f[i, 0]))
