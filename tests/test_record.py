@@ -148,3 +148,14 @@ def test_the_committed_page_shows_every_committed_record() -> None:
         block = record.render(json.loads(rec.read_text()), str(record.MEASURED_DIR / rec.name))
         assert block.rstrip("\n") in text, \
             f"docs/real-data.md differs from {record.MEASURED_DIR / rec.name}: run: face2anime report"
+
+
+def test_a_run_without_repro_json_is_recorded_without_the_pipeline_time(tmp_path: Path, capsys) -> None:
+    run = _run(tmp_path / "run")
+    (run / "metrics" / "repro.json").unlink()
+    rec = record.summarize(run)
+    assert rec["repro"] == [] and "whole-pipeline time is left out" in capsys.readouterr().out
+    block = record.render(rec, "docs/measured/x.json")
+    assert "whole `face2anime repro`" not in block and _row(block, "`train_cyclegan@baseline`")[1] == "600 s"
+    with pytest.raises(UserError, match="not found"):     # a file named on the command line must exist
+        record.summarize(run, [run / "metrics" / "repro.json"])

@@ -12,6 +12,8 @@ typed numbers. A page may hold several records' blocks (runs of different settin
 The pipeline's wall time comes from the ``metrics/repro.json`` that ``face2anime repro`` (and
 so ``face2anime profile``) writes; pass ``--repro FILE`` more than once when the run took
 several invocations (for example a method added later): each is kept with the stages it ran.
+A run without one (its stages run by hand with ``dvc repro -s``) is recorded without the
+whole-pipeline time, and ``record`` says so.
 """
 from __future__ import annotations
 
@@ -113,7 +115,10 @@ def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any
         if "wall_seconds" in s:
             stages[path.stem] = s["wall_seconds"]
     repro = []
-    for path in repro_files or [metrics / "repro.json"]:
+    default = not repro_files and not (metrics / "repro.json").is_file()
+    if default:   # a run whose pipeline did not finish in one face2anime repro (stages run by hand)
+        print(f"record: {rel(metrics / 'repro.json')} not found: the whole-pipeline time is left out")
+    for path in [] if default else repro_files or [metrics / "repro.json"]:
         r = _load(Path(path))
         if r is None:
             raise UserError(f"record: {rel(Path(path))} not found (face2anime repro writes it)")
