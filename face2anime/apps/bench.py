@@ -49,6 +49,7 @@ def eager_reference(size: int, ngf: int, ndf: int, n_res: int, batch_size: int, 
                     gan_loss: str, lambda_cyc: float, lambda_idt: float, lambda_tv: float, upsample: str, attention_mode: str,
                     device: torch.device, pool_size: int = 50) -> Callable[[], None]:
     """One textbook CycleGAN step (fp32, eager, NCHW) on fixed random data, as a closure."""
+    from face2anime.gan.model import total_variation
     from face2anime.models.networks import Discriminator, Generator
 
     torch.manual_seed(0)
@@ -88,8 +89,7 @@ def eager_reference(size: int, ngf: int, ndf: int, n_res: int, batch_size: int, 
         if lambda_idt > 0:
             loss = loss + lambda_idt * lambda_cyc * ((g_xy(y, cy) - y).abs().mean() + (g_yx(x, cx) - x).abs().mean())
         if lambda_tv > 0:
-            loss = loss + lambda_tv * ((fake_y[..., :, 1:] - fake_y[..., :, :-1]).abs().mean()
-                                       + (fake_y[..., 1:, :] - fake_y[..., :-1, :]).abs().mean())
+            loss = loss + lambda_tv * total_variation(fake_y)
         opt_g.zero_grad()
         loss.backward()
         opt_g.step()
