@@ -115,10 +115,11 @@ def summarize(run: Path, repro_files: list[Path] | None = None) -> dict[str, Any
         if "wall_seconds" in s:
             stages[path.stem] = s["wall_seconds"]
     repro = []
-    default = not repro_files and not (metrics / "repro.json").is_file()
-    if default:   # a run whose pipeline did not finish in one face2anime repro (stages run by hand)
-        print(f"record: {rel(metrics / 'repro.json')} not found: the whole-pipeline time is left out")
-    for path in [] if default else repro_files or [metrics / "repro.json"]:
+    files = repro_files or [metrics / "repro.json"]
+    if not repro_files and not files[0].is_file():   # its stages were run by hand (dvc repro -s)
+        print(f"record: {rel(files[0])} not found: the whole-pipeline time is left out")
+        files = []
+    for path in files:
         r = _load(Path(path))
         if r is None:
             raise UserError(f"record: {rel(Path(path))} not found (face2anime repro writes it)")
