@@ -232,6 +232,14 @@ class CycleGAN:
             cam = augment.warp_cam(cam, aug, self.image_size, d_feature_size(self.image_size))
         return img, cam
 
+    def _add_tv(self, loss_G: torch.Tensor, parts: list[torch.Tensor], fake_y: torch.Tensor) -> torch.Tensor:
+        """With ``lambda_tv > 0``: append TV(``fake_y``) to the logged ``parts`` (``loss_tv``)
+        and return ``loss_G`` plus its weighted term; else ``loss_G`` unchanged."""
+        if self.cfg.lambda_tv <= 0:
+            return loss_G
+        parts.append(total_variation(fake_y))
+        return loss_G + self.cfg.lambda_tv * parts[-1]
+
     def _g_loss(self, x: torch.Tensor, y: torch.Tensor, cx: torch.Tensor | None, cy: torch.Tensor | None,
                 dcx: torch.Tensor | None, dcy: torch.Tensor | None, aug_y: dict[str, torch.Tensor] | None = None,
                 aug_x: dict[str, torch.Tensor] | None = None):
@@ -272,9 +280,7 @@ class CycleGAN:
             idt = torch.zeros((), device=x.device)
         loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt
         parts = [adv, cyc, idt]
-        if cfg.lambda_tv > 0:
-            parts.append(total_variation(fake_y))
-            loss_G = loss_G + cfg.lambda_tv * parts[-1]
+        loss_G = self._add_tv(loss_G, parts, fake_y)
         if self.d_cam == "self":    # the pools keep what the fakes were given: self mode, the computed CAM
             dcx, dcy = cvy, cvx
         return loss_G, fake_y.detach(), fake_x.detach(), torch.stack(parts).detach(), dcx, dcy
@@ -481,9 +487,7 @@ class UGATIT(CycleGAN):
             cam = _bce(gy[1], True) + _bce(idt_y[1], False) + _bce(gx[1], True) + _bce(idt_x[1], False)
         loss_G = adv + cfg.lambda_cyc * cyc + cfg.lambda_idt * cfg.lambda_cyc * idt + cfg.lambda_cam * cam
         parts = [adv, cyc, idt, cam]
-        if cfg.lambda_tv > 0:
-            parts.append(total_variation(fake_y))
-            loss_G = loss_G + cfg.lambda_tv * parts[-1]
+        loss_G = self._add_tv(loss_G, parts, fake_y)
         return loss_G, fake_y.detach(), fake_x.detach(), torch.stack(parts).detach(), None, None
 
     def _d_loss(self, x: torch.Tensor, y: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
