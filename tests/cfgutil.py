@@ -12,7 +12,7 @@ EXACT: dict[str, Any] = {
     "seed": 0, "ngf": 32, "ndf": 32, "n_res": 4, "epochs": 5, "steps_per_epoch": 100, "batch_size": 4,
     "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "lr_decay_epochs": 2, "lambda_cyc": 10.0, "lambda_idt": 0.5,
     "lambda_tv": 0.0, "lambda_cam": 1000.0, "weight_decay": 0.0,
-    "gan_loss": "vanilla", "pool_size": 50, "ema": 0.0, "attention_mode": "residual", "upsample": "transpose",
+    "gan_loss": "vanilla", "pool_size": 50, "ema": 0.0, "attention_mode": "residual", "upsample": "transpose", "d_blur": False,
     "sample_every": 1, "log_every": 25, "compile": False, "channels_last": False, "adam": "default",
     "fuse_passes": False, "nproc": 1, "threads": 1, "preload_mb": 256, "loader_workers": 2, "diffaug": "",
     "d_cam": "source", "snapshot": "last", "val_every": 200,

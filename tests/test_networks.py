@@ -85,3 +85,31 @@ def test_init_is_seeded() -> None:
     b = init_weights(Generator(4, 1), torch.Generator().manual_seed(3))
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+
+
+def _high_band_share(grad: torch.Tensor) -> float:
+    """Share of a gradient's energy at frequencies above a quarter of the sampling rate in both
+    axes (the square around Nyquist of the 2D spectrum), borders cut."""
+    g = grad[:, :, 4:-4, 4:-4]
+    power = torch.fft.fft2(g).abs().square()
+    n = g.shape[-1]
+    return float(power[..., n // 4:3 * n // 4 + 1, n // 4:3 * n // 4 + 1].sum() / power.sum())
+
+
+def test_blurred_discriminator_same_shapes_and_state_dict_with_low_passed_gradient() -> None:
+    plain, blurred = _net(Discriminator, 8, "residual", False), _net(Discriminator, 8, "residual", True)
+    assert plain.state_dict().keys() == blurred.state_dict().keys()
+    blurred.load_state_dict(plain.state_dict())          # interchangeable: the filter has no parameters
+    x = torch.randn(4, 3, 64, 64)
+    assert blurred(x).shape == plain(x).shape == (4, 1, 7, 7)
+    assert not torch.allclose(blurred(x), plain(x))
+    shares = []
+    for d in (plain, blurred):
+        xi = x.clone().requires_grad_(True)
+        d(xi).square().sum().backward()
+        shares.append(_high_band_share(xi.grad))
+    # a stride-2 conv's input gradient is a transposed conv: much of it sits near Nyquist. The
+    # [1,2,1]^2 filter passes at most ((1 + cos(pi/2)) / 2)^4 = 1/16 of the power at the band's
+    # corner, so with it in front the band holds well under 1% of the gradient's energy.
+    assert shares[0] > 0.1
+    assert shares[1] < 0.01

@@ -26,7 +26,7 @@ from face2anime.sources.download import make_photo_like
 
 SMALL = {"ngf": 8, "ndf": 16, "n_res": 2, "epochs": 2, "steps_per_epoch": 400, "lr_decay_epochs": 1,
          "batch_size": 2, "lr": 0.0004, "beta1": 0.5, "beta2": 0.999, "lambda_cyc": 10.0, "lambda_idt": 0.0,
-         "gan_loss": "vanilla", "pool_size": 50, "ema": 0.99, "attention_mode": "residual", "upsample": "resize",
+         "gan_loss": "vanilla", "pool_size": 50, "ema": 0.99, "attention_mode": "residual", "upsample": "resize", "d_blur": False,
          "val_every": 100, "log_every": 50}
 
 

@@ -46,15 +46,15 @@ FAST = {"compile": True, "channels_last": True, "adam": "fused", "fuse_passes": 
 
 # --------------------------------------------------------------------------- the plain reference
 def eager_reference(size: int, ngf: int, ndf: int, n_res: int, batch_size: int, attention: bool,
-                    gan_loss: str, lambda_cyc: float, lambda_idt: float, lambda_tv: float, upsample: str, attention_mode: str,
-                    device: torch.device, pool_size: int = 50) -> Callable[[], None]:
+                    gan_loss: str, lambda_cyc: float, lambda_idt: float, lambda_tv: float, upsample: str, d_blur: bool,
+                    attention_mode: str, device: torch.device, pool_size: int = 50) -> Callable[[], None]:
     """One textbook CycleGAN step (fp32, eager, NCHW) on fixed random data, as a closure."""
     from face2anime.gan.model import total_variation
     from face2anime.models.networks import Discriminator, Generator
 
     torch.manual_seed(0)
     g_xy, g_yx = (Generator(ngf, n_res, attention_mode, upsample).to(device) for _ in range(2))
-    d_x, d_y = (Discriminator(ndf, attention_mode).to(device) for _ in range(2))
+    d_x, d_y = (Discriminator(ndf, attention_mode, d_blur).to(device) for _ in range(2))
     opt_g = torch.optim.Adam(list(g_xy.parameters()) + list(g_yx.parameters()), 2e-4, (0.5, 0.999))
     opt_d = torch.optim.Adam(list(d_x.parameters()) + list(d_y.parameters()), 2e-4, (0.5, 0.999))
     x = torch.rand(batch_size, 3, size, size, device=device) * 2 - 1
@@ -296,13 +296,14 @@ def train_options(p: ParamsFile) -> tuple[Any, dict[str, Any]]:
 
     cfg = read_config(method_names(p)[0], p)
     keys = ("gan_loss", "lambda_cyc", "lambda_idt", "lambda_tv", "pool_size", "ema", "attention_mode", "upsample",
-            "precision", "compile", "channels_last", "adam", "fuse_passes", "threads", "lr", "beta1", "beta2")
+            "d_blur", "precision", "compile", "channels_last", "adam", "fuse_passes", "threads", "lr", "beta1", "beta2")
     return cfg, {k: getattr(cfg, k) for k in keys}
 
 
 def _loss_kw(opts: dict[str, Any]) -> dict[str, Any]:
     """The training options that the eager reference step takes (from :func:`train_options`)."""
-    return {k: opts[k] for k in ("gan_loss", "lambda_cyc", "lambda_idt", "lambda_tv", "upsample", "attention_mode")}
+    return {k: opts[k] for k in ("gan_loss", "lambda_cyc", "lambda_idt", "lambda_tv", "upsample", "d_blur",
+                                 "attention_mode")}
 
 
 def profiles(p: ParamsFile, which: list[str]) -> dict[str, dict[str, Any]]:

@@ -207,6 +207,7 @@ class Train(Section):
     ema: float = doc("saved generators = moving average of the weights with this decay (0 = off)", ge=0.0, le=0.9999)
     attention_mode: Literal["residual", "multiply"] = doc("residual: h*(1+cam) | multiply: h*cam (the paper's literal reading)")
     upsample: Literal["resize", "transpose"] = doc("resize: nearest x2 + conv (no checkerboard) | transpose: ConvTranspose")
+    d_blur: bool = doc("model cyclegan: D low-passes the input of each stride-2 conv, so its gradient does not ask G for fine texture")
     sample_every: Positive = doc("epochs between sample pictures")
     log_every: Positive = doc("steps between logged losses")
     compile: bool = doc("torch.compile (inductor) the G and D steps; falls back to eager on a compiler error")

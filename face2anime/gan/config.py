@@ -73,6 +73,7 @@ class TrainConfig:
     ema: float
     attention_mode: str
     upsample: str
+    d_blur: bool
     sample_every: int
     log_every: int
     compile: bool

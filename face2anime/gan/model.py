@@ -161,8 +161,8 @@ class CycleGAN:
         cfg = self.cfg
         return {"G_XY": init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen),
                 "G_YX": init_weights(Generator(cfg.ngf, cfg.n_res, cfg.attention_mode, cfg.upsample), gen),
-                "D_X": init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen),
-                "D_Y": init_weights(Discriminator(cfg.ndf, cfg.attention_mode), gen)}
+                "D_X": init_weights(Discriminator(cfg.ndf, cfg.attention_mode, cfg.d_blur), gen),
+                "D_Y": init_weights(Discriminator(cfg.ndf, cfg.attention_mode, cfg.d_blur), gen)}
 
     def _after_g_step(self) -> None:
         """Called after each generator optimiser step (U-GAT-IT clips its rho here)."""

@@ -377,7 +377,7 @@ def train(method: str, params: ParamsFile, data_dir: Path = RESIZED_DIR, cam_dir
     save_csv(pd.DataFrame({"id": X.ids}), out_dir / "human_train_ids.csv")
     write_json(out_dir / "config.json", {
         "method": method, "model": cfg.model, "subset": cfg.subset, "attention": cfg.attention, "attention_mode": cfg.attention_mode,
-        "upsample": cfg.upsample,
+        "upsample": cfg.upsample, "d_blur": cfg.d_blur,
         "ngf": cfg.ngf, "ndf": cfg.ndf, "n_res": cfg.n_res, "size": size, "cam_size": None if X.cams is None
         else int(X.cams.shape[-1]), "n_human_train": len(X.ids), "n_character_train": len(Y.ids),
         "epochs": cfg.epochs, "steps": steps, "batch_size": cfg.batch_size, "seed": cfg.seed,

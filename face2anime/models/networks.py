@@ -14,7 +14,9 @@ conv4       2ngf -> ngf   3         2 up    ConvTranspose or resize+conv ngf  x 
 conv5       ngf -> 3      7         1       reflection pad 3, tanh       3    x H   x W
 ==========  ============  ========  ======  ===========================  ===============
 
-PatchGAN discriminator (LeakyReLU 0.2, InstanceNorm after conv1..conv3):
+PatchGAN discriminator (LeakyReLU 0.2, InstanceNorm after conv1..conv3; with ``blur=True``
+a fixed [1, 2, 1] x [1, 2, 1] / 16 low-pass filter runs before each stride-2 conv, as
+StyleGAN2's discriminator blurs before it downsamples):
 
 =====  ==============  ======  ======  ===  ==========================
 name   in -> out       kernel  stride  pad  output (H = 64 example)
@@ -150,21 +152,50 @@ class Generator(nn.Module):
         return self.conv5(self.conv4(self.conv3(h)))       # [B, 3, H, W]
 
 
+def blur(x: torch.Tensor) -> torch.Tensor:
+    """A fixed low-pass filter, [1, 2, 1] x [1, 2, 1] / 16 per channel with reflected borders:
+    ``[B, C, H, W] -> [B, C, H, W]``."""
+    k = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
+    kernel = (torch.outer(k, k) / 16).expand(x.shape[1], 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=x.shape[1])
+
+
+class BlurConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that low-passes its input first (:func:`blur`): the same parameters,
+    names and output shape as the plain conv, so state dicts are interchangeable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(blur(x))
+
+
 class Discriminator(nn.Module):
     """PatchGAN ``[B, 3, H, W] -> [B, 1, floor(H/8) - 1, floor(W/8) - 1]`` logits.
 
     Needs H, W >= 24 (conv3's instance norm needs more than one spatial element).
-    See the module doc for the layer table and attention."""
+    See the module doc for the layer table and attention.
 
-    def __init__(self, ndf: int = 64, attention_mode: str = "residual"):
+    Args:
+        ndf: width of conv0 (paper: 64).
+        attention_mode: ``residual`` or ``multiply`` (module doc).
+        blur: :func:`blur` before each stride-2 conv (conv0..conv2). A strided conv's
+            gradient with respect to its input is a transposed conv, which tells the generator
+            to change its pixels in a pattern of the stride's period; with the filter in front
+            that gradient is low-passed, so the generator is not pushed towards fine periodic
+            texture (Zhang 2019, "Making convolutional networks shift-invariant again"). Same
+            output shape; the state dict is the plain network's.
+    """
+
+    def __init__(self, ndf: int = 64, attention_mode: str = "residual", blur: bool = False):
         super().__init__()
         if attention_mode not in ATTENTION_MODES:
             raise ValueError(f"attention_mode must be one of {ATTENTION_MODES}, got {attention_mode!r}")
-        self.ndf, self.attention_mode = ndf, attention_mode
+        self.ndf, self.attention_mode, self.blur = ndf, attention_mode, blur
         lrelu = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
-        self.conv0 = nn.Sequential(nn.Conv2d(3, ndf, 4, 2, 1), lrelu())
-        self.conv1 = nn.Sequential(nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), _norm(2 * ndf), lrelu())
-        self.conv2 = nn.Sequential(nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1), _norm(4 * ndf), lrelu())
+
+        down = BlurConv2d if blur else nn.Conv2d
+        self.conv0 = nn.Sequential(down(3, ndf, 4, 2, 1), lrelu())
+        self.conv1 = nn.Sequential(down(ndf, 2 * ndf, 4, 2, 1), _norm(2 * ndf), lrelu())
+        self.conv2 = nn.Sequential(down(2 * ndf, 4 * ndf, 4, 2, 1), _norm(4 * ndf), lrelu())
         self.conv3 = nn.Sequential(nn.Conv2d(4 * ndf, 8 * ndf, 4, 1, 1), _norm(8 * ndf), lrelu())
         self.conv4 = nn.Conv2d(8 * ndf, 1, 3, 1, 1)
 
