@@ -159,3 +159,19 @@ def test_a_run_without_repro_json_is_recorded_without_the_pipeline_time(tmp_path
     assert "whole `face2anime repro`" not in block and _row(block, "`train_cyclegan@baseline`")[1] == "600 s"
     with pytest.raises(UserError, match="not found"):     # a file named on the command line must exist
         record.summarize(run, [run / "metrics" / "repro.json"])
+
+
+def test_a_before_after_comparison_renders_its_paired_table() -> None:
+    # the shape `face2anime seeds --before A --after B` writes (metrics/OUT.json), cut to one metric
+    row = {"before": 0.47, "after": 0.22, "reference": 0.47, "candidate": 0.22, "delta": -0.25,
+           "ci_low": -0.49, "ci_high": -0.05, "se": 0.1, "p": 0.021, "mde80": 0.31, "n": 16, "n_seeds": 1,
+           "valid": True, "reasons": [], "verdict": "after better"}
+    rec = {"kind": "before_after", "seed_pairs": 1, "methods": {"baseline": {"kid_judge.mean": row}}}
+    block = record.render(rec, "docs/measured/a-vs-b.json")
+    begin, end = record.markers("a-vs-b")
+    assert block.startswith(begin) and block.rstrip().endswith(end)
+    assert "`baseline`, after against before (1 seed pair(s)" in block
+    line = next(x for x in block.splitlines() if x.startswith("| kid_judge.mean"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1:4] == ["0.4700", "0.2200", "-0.2500"]
+    assert "-0.49" in cells[4] and "-0.05" in cells[4] and cells[-1] == "after better"

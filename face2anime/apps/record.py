@@ -53,7 +53,8 @@ FLOORS = [("shuffled_chars", "shuffled anime crops"), ("real_chars", "real held-
 SETTINGS = [("resize.size", "size (px)"), ("resize.crop", "crop"), ("cyclegan.train.ngf", "generator channels"),
             ("cyclegan.train.ndf", "discriminator channels"), ("cyclegan.train.batch_size", "batch"),
             ("cyclegan.train.diffaug", "DiffAugment"), ("cyclegan.train.snapshot", "snapshot"),
-            ("select.share", "selected share")]
+            ("select.share", "selected share"), ("cyclegan.train.lambda_tv", "flat-shading prior `lambda_tv`"),
+            ("cyclegan.train.d_blur", "blurred discriminator `d_blur`"), ("judge.junk", "judge junk per image")]
 
 
 def _load(path: Path) -> Any:
@@ -161,6 +162,14 @@ def render(record: dict[str, Any], source: str) -> str:
     (its path: the file's stem names the markers)."""
     begin, end = markers(Path(source).stem)
     lines = [begin, f"<!-- written by `face2anime report` from {source}: do not edit by hand -->", ""]
+    if record.get("kind") == "before_after":   # `face2anime seeds --before RUN_A --after RUN_B`, copied here
+        from face2anime.evaluation.compare import markdown as paired_markdown
+
+        for method, table in record["methods"].items():
+            lines += [f"`{method}`, after against before ({record.get('seed_pairs')} seed pair(s); "
+                      f"`face2anime seeds --before ... --after ...`, copied to `{source}`):", "",
+                      paired_markdown(table, ["before", "after"], "before", "after").rstrip("\n"), ""]
+        return "\n".join(lines + [end, ""])
     m = record.get("machine") or {}
     lines += [f"Machine: {m.get('cpu', '?')} ({', '.join(m.get('cpu_flags') or []) or 'no flags recorded'}), "
               f"{m.get('cores', '?')} cores, torch {m.get('torch', '?')}; recorded in `{source}`.", ""]
@@ -175,7 +184,8 @@ def render(record: dict[str, Any], source: str) -> str:
               f"{d.get('selected')} of {d.get('candidates')} training photos selected by `part_focus` "
               f"(mean {_num(d.get('part_focus_mean'))}).", ""]
     s = record["settings"]
-    lines += ["**Settings.** " + ", ".join(f"{label} {_num(s.get(k))}" for k, label in SETTINGS) + ".", ""]
+    lines += ["**Settings.** " + ", ".join(f"{label} {_num(s.get(k))}" for k, label in SETTINGS
+                                         if k in s) + ".", ""]   # older records lack the later keys
     lines += ["**Time.**", ""] + markdown.table(["stage", "wall time"], _stage_rows(record["stages"]))
     for r in record["repro"]:
         lines.append(f"| whole `face2anime repro` ({len(r['ran'])} stages run, {r['cores']} cores) | "
