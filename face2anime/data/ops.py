@@ -20,9 +20,15 @@ def gaussian_window(size: int, sigma: float, dtype: torch.dtype = torch.float32,
     return g1[:, None] * g1[None, :]
 
 
+def filter2d(x: torch.Tensor, kernel: torch.Tensor, pad_mode: str = "replicate") -> torch.Tensor:
+    """Filter every channel of ``x [B, C, H, W]`` with the odd-sized 2-D ``kernel [k, k]``; same
+    shape out (borders padded with ``pad_mode``: replicate or reflect)."""
+    c, size = x.shape[1], kernel.shape[-1]
+    k = kernel.to(x.dtype).expand(c, 1, size, size)
+    return F.conv2d(F.pad(x, (size // 2,) * 4, mode=pad_mode), k, groups=c)
+
+
 def gaussian_blur(x: torch.Tensor, size: int, sigma: float, pad_mode: str = "replicate") -> torch.Tensor:
     """Blur every channel of ``x [B, C, H, W]`` with a ``size`` x ``size`` Gaussian; same shape out
     (borders padded with ``pad_mode``: replicate or reflect)."""
-    c = x.shape[1]
-    k = gaussian_window(size, sigma, x.dtype, x.device).expand(c, 1, size, size)
-    return F.conv2d(F.pad(x, (size // 2,) * 4, mode=pad_mode), k, groups=c)
+    return filter2d(x, gaussian_window(size, sigma, x.dtype, x.device), pad_mode)

@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from face2anime.data.ops import filter2d
+
 ATTENTION_MODES = ("residual", "multiply")
 UPSAMPLES = ("transpose", "resize")
 
@@ -156,8 +158,7 @@ def blur(x: torch.Tensor) -> torch.Tensor:
     """A fixed low-pass filter, [1, 2, 1] x [1, 2, 1] / 16 per channel with reflected borders:
     ``[B, C, H, W] -> [B, C, H, W]``."""
     k = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
-    kernel = (torch.outer(k, k) / 16).expand(x.shape[1], 1, 3, 3)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=x.shape[1])
+    return filter2d(x, torch.outer(k, k) / 16, "reflect")
 
 
 class BlurConv2d(nn.Conv2d):
