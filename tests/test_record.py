@@ -138,16 +138,33 @@ def test_a_run_without_results_is_a_one_line_error(tmp_path: Path) -> None:
         record.summarize(run, [run / "missing.json"])
 
 
-def test_the_committed_page_shows_every_committed_record() -> None:
+def test_the_committed_pages_show_every_committed_record() -> None:
     from conftest import ROOT
 
-    text = (ROOT / report.REAL_PAGE).read_text()
+    texts = [(ROOT / rel).read_text() for rel in report.RECORD_PAGES]
     records = sorted((ROOT / record.MEASURED_DIR).glob("*.json"))
     assert ROOT / record.MEASURED_DIR / report.REAL_RECORD in records
     for rec in records:
         block = record.render(json.loads(rec.read_text()), str(record.MEASURED_DIR / rec.name))
-        assert block.rstrip("\n") in text, \
-            f"docs/real-data.md differs from {record.MEASURED_DIR / rec.name}: run: face2anime report"
+        assert sum(block.rstrip("\n") in text for text in texts) == 1, \
+            f"no page (or more than one) shows {record.MEASURED_DIR / rec.name} as recorded: run: face2anime report"
+
+
+def test_report_writes_each_record_into_the_page_that_holds_its_block(tmp_path: Path) -> None:
+    (tmp_path / "docs" / "measured").mkdir(parents=True)
+    row = {"before": 0.47, "after": 0.22, "reference": 0.47, "candidate": 0.22, "delta": -0.25,
+           "ci_low": -0.49, "ci_high": -0.05, "se": 0.1, "p": 0.021, "mde80": 0.31, "n": 16, "n_seeds": 1,
+           "valid": True, "reasons": [], "verdict": "after better"}
+    rec = {"kind": "before_after", "seed_pairs": 1, "methods": {"baseline": {"kid_judge.mean": row}}}
+    (tmp_path / "docs" / "measured" / "a-vs-b.json").write_text(json.dumps(rec))
+    begin, end = record.markers("a-vs-b")
+    (tmp_path / "docs" / "real-data.md").write_text("# real\n")
+    (tmp_path / "docs" / "performance.md").write_text(f"# perf\n{begin}\nold\n{end}\ntail\n")
+    (tmp_path / "README.md").write_text(f"# x\n{report.BEGIN}\n{report.END}\n")
+    assert tmp_path / "docs" / "performance.md" in report.write(tmp_path)
+    perf = (tmp_path / "docs" / "performance.md").read_text()
+    assert "old" not in perf and perf.endswith("tail\n") and "after better" in perf
+    assert (tmp_path / "docs" / "real-data.md").read_text() == "# real\n"
 
 
 def test_a_run_without_repro_json_is_recorded_without_the_pipeline_time(tmp_path: Path, capsys) -> None:

@@ -5,7 +5,8 @@ gives numbers worth keeping: what the data was, how long each stage took, every 
 validity and floors, the verdicts. ``record`` reads them from the run's ``metrics/`` and
 ``params.yaml`` and writes one JSON file (no images, no file names), by default
 ``docs/measured/NAME.json``; ``face2anime report`` then writes the tables of
-``docs/real-data.md`` from each record (:func:`render`), between ``<!-- real-run:NAME:begin -->``
+``docs/real-data.md`` or ``docs/performance.md`` (whichever holds the block) from each record
+(:func:`render`), between ``<!-- real-run:NAME:begin -->``
 and ``<!-- real-run:NAME:end -->`` (:func:`markers`), so the page shows measurements, never
 typed numbers. A page may hold several records' blocks (runs of different settings or code).
 
@@ -32,7 +33,7 @@ MEASURED_DIR = Path("docs/measured")
 
 
 def markers(name: str) -> tuple[str, str]:
-    """The lines that open and close the block of record ``name`` in docs/real-data.md."""
+    """The lines that open and close the block of record ``name`` in its page."""
     return f"<!-- real-run:{name}:begin -->", f"<!-- real-run:{name}:end -->"
 
 

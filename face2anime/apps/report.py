@@ -33,6 +33,9 @@ from face2anime.core.params import UserError
 
 RESULTS_PAGE = Path("docs/results.md")
 REAL_PAGE = Path("docs/real-data.md")
+#: pages that hold record blocks (``<!-- real-run:NAME:begin -->``): runs on real photos, and
+#: before/after comparisons of finished runs (``face2anime seeds --before ... --after ...``)
+RECORD_PAGES = (REAL_PAGE, Path("docs/performance.md"))
 REAL_RECORD = "real-dev-cpu.json"   # docs/measured/: the development-set run of the profile (face2anime record)
 README = Path("README.md")
 BEGIN = "<!-- results:begin -->"
@@ -587,8 +590,8 @@ def replace_block(text: str, block: str) -> str:
 
 
 def write(root: Path) -> list[Path]:
-    """Rewrite ``docs/results.md``, the README's results block, the real-run blocks of
-    ``docs/real-data.md`` (one per ``docs/measured/NAME.json`` whose markers the page holds) and
+    """Rewrite ``docs/results.md``, the README's results block, the record blocks of
+    :data:`RECORD_PAGES` (one per ``docs/measured/NAME.json``, in the page that holds its markers) and
     (when ``root`` has a params.yaml) ``docs/params.md`` under ``root``; returns what changed."""
     root = Path(root)
     changed = []
@@ -604,20 +607,24 @@ def write(root: Path) -> list[Path]:
     if new != old:
         write_text(readme, new)
         changed.append(readme)
-    real_page = root / REAL_PAGE
-    if real_page.is_file():   # runs on photos that are not committed (face2anime record)
-        old = new = real_page.read_text()
+    # runs that are not committed (face2anime record), each into the page that holds its block
+    pages = {rel: (root / rel).read_text() for rel in RECORD_PAGES if (root / rel).is_file()}
+    if pages:
+        texts = dict(pages)
         for record_file in sorted((root / record.MEASURED_DIR).glob("*.json")):
             begin, end = record.markers(record_file.stem)
-            if begin not in new:
-                typer.echo(f"report: {REAL_PAGE} has no {begin} block: {record.MEASURED_DIR / record_file.name} "
-                           "is not shown", err=True)
+            holders = [rel for rel, text in texts.items() if begin in text]
+            if not holders:
+                typer.echo(f"report: no page of {', '.join(map(str, RECORD_PAGES))} has a {begin} block: "
+                           f"{record.MEASURED_DIR / record_file.name} is not shown", err=True)
                 continue
             block = record.render(_load(record_file), str(record.MEASURED_DIR / record_file.name))
-            new = markdown.replace_block(new, block, begin, end, str(REAL_PAGE))
-        if new != old:
-            write_text(real_page, new)
-            changed.append(real_page)
+            for rel in holders:
+                texts[rel] = markdown.replace_block(texts[rel], block, begin, end, str(rel))
+        for rel, text in texts.items():
+            if text != pages[rel]:
+                write_text(root / rel, text)
+                changed.append(root / rel)
     if (root / "params.yaml").is_file():     # the params reference, from the schema
         from face2anime.apps import params_doc
 
