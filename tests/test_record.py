@@ -59,6 +59,14 @@ def _run(root: Path) -> Path:
     return root
 
 
+def _before_after() -> dict:
+    """The shape `face2anime seeds --before A --after B` writes (metrics/OUT.json), cut to one metric."""
+    row = {"before": 0.47, "after": 0.22, "reference": 0.47, "candidate": 0.22, "delta": -0.25,
+           "ci_low": -0.49, "ci_high": -0.05, "se": 0.1, "p": 0.021, "mde80": 0.31, "n": 16, "n_seeds": 1,
+           "valid": True, "reasons": [], "verdict": "after better"}
+    return {"kind": "before_after", "seed_pairs": 1, "methods": {"baseline": {"kid_judge.mean": row}}}
+
+
 def _row(block: str, label: str) -> list[str]:
     line = next(x for x in block.splitlines() if x.startswith(f"| {label} |"))
     return [c.strip() for c in line.strip("|").split("|")]
@@ -152,11 +160,7 @@ def test_the_committed_pages_show_every_committed_record() -> None:
 
 def test_report_writes_each_record_into_the_page_that_holds_its_block(tmp_path: Path) -> None:
     (tmp_path / "docs" / "measured").mkdir(parents=True)
-    row = {"before": 0.47, "after": 0.22, "reference": 0.47, "candidate": 0.22, "delta": -0.25,
-           "ci_low": -0.49, "ci_high": -0.05, "se": 0.1, "p": 0.021, "mde80": 0.31, "n": 16, "n_seeds": 1,
-           "valid": True, "reasons": [], "verdict": "after better"}
-    rec = {"kind": "before_after", "seed_pairs": 1, "methods": {"baseline": {"kid_judge.mean": row}}}
-    (tmp_path / "docs" / "measured" / "a-vs-b.json").write_text(json.dumps(rec))
+    (tmp_path / "docs" / "measured" / "a-vs-b.json").write_text(json.dumps(_before_after()))
     begin, end = record.markers("a-vs-b")
     (tmp_path / "docs" / "real-data.md").write_text("# real\n")
     (tmp_path / "docs" / "performance.md").write_text(f"# perf\n{begin}\nold\n{end}\ntail\n")
@@ -179,12 +183,7 @@ def test_a_run_without_repro_json_is_recorded_without_the_pipeline_time(tmp_path
 
 
 def test_a_before_after_comparison_renders_its_paired_table() -> None:
-    # the shape `face2anime seeds --before A --after B` writes (metrics/OUT.json), cut to one metric
-    row = {"before": 0.47, "after": 0.22, "reference": 0.47, "candidate": 0.22, "delta": -0.25,
-           "ci_low": -0.49, "ci_high": -0.05, "se": 0.1, "p": 0.021, "mde80": 0.31, "n": 16, "n_seeds": 1,
-           "valid": True, "reasons": [], "verdict": "after better"}
-    rec = {"kind": "before_after", "seed_pairs": 1, "methods": {"baseline": {"kid_judge.mean": row}}}
-    block = record.render(rec, "docs/measured/a-vs-b.json")
+    block = record.render(_before_after(), "docs/measured/a-vs-b.json")
     begin, end = record.markers("a-vs-b")
     assert block.startswith(begin) and block.rstrip().endswith(end)
     assert "`baseline`, after against before (1 seed pair(s)" in block
